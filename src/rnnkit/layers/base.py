@@ -134,6 +134,9 @@ class RecurrentBase(nn.Module):
                 if self.forget_bias is not None and name.startswith("bias_hh"):
                     p[H:2 * H] = 0.0
 
+    def flatten_parameters(self) -> None:
+        """Kept for ``torch.nn`` compatibility; the parameters need no flattening here."""
+
     @property
     def all_weights(self) -> list[list[Tensor]]:
         """As in ``torch.nn``: the weights of each layer and direction, in flat order."""
