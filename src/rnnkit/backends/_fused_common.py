@@ -28,6 +28,14 @@ def settle(new: Tensor, prev: Tensor, keep, valid: Optional[Tensor]) -> Tensor:
     return new
 
 
+def settle_(new: Tensor, prev: Tensor, keep, valid: Optional[Tensor]) -> None:
+    """:func:`settle` in place, into ``new`` (a state buffer)."""
+    if isinstance(keep, Tensor) or keep != 0.0:
+        new.lerp_(prev, keep)
+    if valid is not None:
+        torch.where(valid, new, prev, out=new)
+
+
 def unsettle(grad: Tensor, keep, valid: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
     """Split the gradient of a settled state into (to the new state, to the previous)."""
     to_prev = None
@@ -48,8 +56,15 @@ def ln_forward(x: Tensor, gain: Tensor, bias: Optional[Tensor] = None):
 
 
 def ln_backward(grad: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, gain: Tensor,
-                bias: Optional[Tensor] = None):
-    """(grad input, grad gain, grad bias) of :func:`ln_forward`."""
-    mask = [True, True, bias is not None]
-    return torch.ops.aten.native_layer_norm_backward(grad, x, x.shape[-1:], mean, rstd,
-                                                     gain, bias, mask)
+                bias: Optional[Tensor] = None, *, params: bool = True):
+    """(grad input, grad gain, grad bias) of :func:`ln_forward`; only grad input when
+    ``params`` is False (inside time loops, where :func:`ln_gain_grad` does the rest)."""
+    mask = [True, params, params and bias is not None]
+    grads = torch.ops.aten.native_layer_norm_backward(grad, x, x.shape[-1:], mean, rstd,
+                                                      gain, bias, mask)
+    return grads if params else grads[0]
+
+
+def ln_gain_grad(grad_out: Tensor, x: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
+    """∂L/∂gain summed over every step and row: Σ grad_out · (x - mean) · rstd."""
+    return (grad_out * (x - mean) * rstd).sum(tuple(range(x.dim() - 1)))

@@ -2,14 +2,17 @@
 
 ``p`` holds the inputs and buffers (see ``fused.py``): ``xg`` (T, B, 4H) the input gate
 pre-activations with both biases, turned in place into the activations i, f, g, o;
-``hs`` (T+1, B, P) and ``cs`` (T+1, B, H) the settled states.
+``hs`` (T+1, B, P) and ``cs`` (T+1, B, H) the settled states. Work that does not depend
+on the carried gradient (activation derivatives, layer-norm gains) is done for all
+steps at once outside the loop.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rnnkit.backends._fused_common import at, ln_backward, ln_forward, settle, unsettle
+from rnnkit.backends._fused_common import (at, ln_backward, ln_forward, ln_gain_grad,
+                                           settle_, unsettle)
 
 
 def forward(p) -> None:
@@ -31,20 +34,33 @@ def forward(p) -> None:
         a[:, 2 * H : 3 * H].tanh_()
         a[:, 3 * H :].sigmoid_()
         in_gate, forget_gate, cell_gate, out_gate = a.split(H, dim=1)
-        c_new = torch.addcmul(forget_gate * c, in_gate, cell_gate)  # (B, H)
+        c_new = p.cnew[t] if p.ln_c_weight is not None else p.cs[t + 1]
+        torch.mul(forget_gate, c, out=c_new)
+        c_new.addcmul_(in_gate, cell_gate)  # c' = f c + i g
         if p.ln_c_weight is None:
             torch.tanh(c_new, out=p.tc[t])
         else:
-            p.cnew[t] = c_new
             cn, p.c_mean[t], p.c_rstd[t] = ln_forward(c_new, p.ln_c_weight, p.ln_c_bias)
             torch.tanh(cn, out=p.tc[t])
-        h_new = out_gate * p.tc[t]
-        if p.w_hr is not None:
-            p.otc[t] = h_new
-            h_new = h_new @ p.w_hr.t()  # (B, P)
+            p.cs[t + 1] = c_new
+        if p.w_hr is None:
+            torch.mul(out_gate, p.tc[t], out=p.hs[t + 1])
+        else:
+            torch.mul(out_gate, p.tc[t], out=p.otc[t])
+            torch.mm(p.otc[t], p.w_hr.t(), out=p.hs[t + 1])  # (B, P)
         valid = None if p.valid is None else p.valid[t]
-        p.hs[t + 1] = settle(h_new, h, at(p.keep_h, t), valid)
-        p.cs[t + 1] = settle(c_new, c, at(p.keep_c, t), valid)
+        settle_(p.hs[t + 1], h, at(p.keep_h, t), valid)
+        settle_(p.cs[t + 1], c, at(p.keep_c, t), valid)
+
+
+def _derivatives(p, H: int):
+    """σ' = σ(1-σ) for i, f, o and tanh' = 1 - g² for g, all steps at once; and
+    ``o * tanh'(LN(c'))``, the path from h' to the (normalised) cell."""
+    deriv = p.xg * (1 - p.xg)  # (T, B, 4H)
+    g = p.xg[..., 2 * H : 3 * H]
+    torch.mul(g, g, out=deriv[..., 2 * H : 3 * H]).neg_().add_(1)
+    out_tc = p.xg[..., 3 * H :] * (1 - p.tc * p.tc)  # (T, B, H)
+    return deriv, out_tc
 
 
 def backward(p, dy, dh, dc) -> None:
@@ -52,41 +68,37 @@ def backward(p, dy, dh, dc) -> None:
     ``p.dc0`` and the cell-norm and projection gradients."""
     T, B, G = p.xg.shape
     H = G // 4
+    deriv, out_tc = _derivatives(p, H)
     p.dgates = p.xg.new_empty(T, B, G)
+    d_cn_all = p.xg.new_empty(T, B, H)  # ∂L/∂LN(c'), for the cell-norm parameters
     if p.w_hr is not None:
         p.dh_proj = p.xg.new_empty(T, B, p.w_hr.shape[0])
-    if p.ln_c_weight is not None:
-        p.d_ln_c_weight = torch.zeros_like(p.ln_c_weight)
-        p.d_ln_c_bias = torch.zeros_like(p.ln_c_bias)
     for t in range(T - 1, -1, -1):
         valid = None if p.valid is None else p.vf[t]
         dh_new, dh_prev = unsettle(dh + dy[t], at(p.keep_h, t), valid)
         dc_new, dc_prev = unsettle(dc, at(p.keep_c, t), valid)
-        in_gate, forget_gate, cell_gate, out_gate = p.xg[t].split(H, dim=1)
+        in_gate, forget_gate, cell_gate, _ = p.xg[t].split(H, dim=1)
         d_in, d_forget, d_cell, d_out = p.dgates[t].split(H, dim=1)
         if p.w_hr is not None:
             p.dh_proj[t] = dh_new
             dh_new = dh_new @ p.w_hr  # (B, H)
-        tc = p.tc[t]
-        torch.mul(dh_new, tc, out=d_out)
-        d_out.mul_(out_gate - out_gate * out_gate)  # σ' = σ(1 - σ)
-        d_cn = dh_new * out_gate * (1 - tc * tc)
+        torch.mul(dh_new, p.tc[t], out=d_out)
+        d_cn = torch.mul(dh_new, out_tc[t], out=d_cn_all[t])
         if p.ln_c_weight is not None:
-            d_cn, dgain, dbias = ln_backward(d_cn, p.cnew[t], p.c_mean[t], p.c_rstd[t],
-                                             p.ln_c_weight, p.ln_c_bias)
-            p.d_ln_c_weight += dgain
-            p.d_ln_c_bias += dbias
+            d_cn = ln_backward(d_cn, p.cnew[t], p.c_mean[t], p.c_rstd[t], p.ln_c_weight,
+                               p.ln_c_bias, params=False)
         dc_new = dc_new + d_cn
         torch.mul(dc_new, cell_gate, out=d_in)
-        d_in.mul_(in_gate - in_gate * in_gate)
         torch.mul(dc_new, p.cs[t], out=d_forget)
-        d_forget.mul_(forget_gate - forget_gate * forget_gate)
         torch.mul(dc_new, in_gate, out=d_cell)
-        d_cell.mul_(1 - cell_gate * cell_gate)
-        dc = dc_new * forget_gate
+        p.dgates[t].mul_(deriv[t])
+        dc = dc_new.mul_(forget_gate)
         if dc_prev is not None:
-            dc = dc + dc_prev
+            dc += dc_prev
         dh = p.recurrent_backward(p.dgates[t], t)  # ∂L/∂h_{t-1} through W_hh
         if dh_prev is not None:
-            dh = dh + dh_prev
+            dh += dh_prev
     p.dh0, p.dc0 = dh, dc
+    if p.ln_c_weight is not None:
+        p.d_ln_c_weight = ln_gain_grad(d_cn_all, p.cnew, p.c_mean, p.c_rstd)
+        p.d_ln_c_bias = d_cn_all.sum((0, 1))

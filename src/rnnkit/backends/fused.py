@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.backends import _fused_gru, _fused_lstm
-from rnnkit.backends._fused_common import ln_backward, ln_forward
+from rnnkit.backends._fused_common import ln_backward, ln_forward, ln_gain_grad
 from rnnkit.backends.spec import Masks, State
 from rnnkit.cells import Weights
 
@@ -57,9 +57,8 @@ class _Run(SimpleNamespace):
     def recurrent_backward(self, dg: Tensor, t: int) -> Tensor:
         """∂L/∂h_{t-1} through the recurrent product, given ∂L/∂(its LN output)."""
         if self.ln_hh is not None:
-            dg, dgain, _ = ln_backward(dg, self.hpre[t], self.h_mean[t], self.h_rstd[t],
-                                       self.ln_hh)
-            self.d_ln_hh += dgain
+            dg = ln_backward(dg, self.hpre[t], self.h_mean[t], self.h_rstd[t], self.ln_hh,
+                             params=False)
             self.dhpre[t] = dg
         dh = dg @ self.w_hh
         return dh if self.drop is None else dh.mul_(self.drop)
@@ -107,12 +106,15 @@ class _FusedDirection(torch.autograd.Function):
             dy = dy * p.vf  # outputs past the end were zeroed
         dh = torch.zeros_like(p.hs[0]) if dh is None else dh
         if p.ln_hh is not None:
-            p.dhpre, p.d_ln_hh = p.xg.new_empty(T, B, G), torch.zeros_like(p.ln_hh)
+            p.dhpre = p.xg.new_empty(T, B, G)
         if p.mode == "LSTM":
             dc = torch.zeros_like(p.cs[0]) if dc is None else dc
             _fused_lstm.backward(p, dy, dh, dc)
         else:
             _LOOPS[p.mode][1](p, dy, dh)
+        if p.ln_hh is not None:  # the recurrent layer norm's gain, for all steps at once
+            dhh = getattr(p, "dhh", p.dgates)
+            p.d_ln_hh = ln_gain_grad(dhh, p.hpre, p.h_mean, p.h_rstd)
         return (None,) + _weight_grads(ctx, p, T, B, I, G) + (None,) * 4
 
 

@@ -171,13 +171,8 @@ class RecurrentBase(nn.Module):
             # per sequence, the same at every time step.
             drop = _bernoulli_scaled(like.new_empty(batch, self.output_size),
                                      self.recurrent_dropout)
-        keep_h, keep_c = 0.0, 0.0
-        if self.zoneout_h:
-            keep_h = torch.bernoulli(like.new_full((steps, batch, self.output_size),
-                                                   self.zoneout_h))
-        if self.zoneout_c:
-            keep_c = torch.bernoulli(like.new_full((steps, batch, self.hidden_size),
-                                                   self.zoneout_c))
+        keep_h = _zoneout_mask((steps, batch, self.output_size), self.zoneout_h, like)
+        keep_c = _zoneout_mask((steps, batch, self.hidden_size), self.zoneout_c, like)
         return Masks(drop, keep_h, keep_c)
 
     def extra_repr(self) -> str:
@@ -195,6 +190,13 @@ class RecurrentBase(nn.Module):
 def _bernoulli_scaled(like: Tensor, p: float) -> Tensor:
     """A {0, 1/(1-p)} mask shaped like ``like``: kept with probability 1-p."""
     return torch.bernoulli(torch.full_like(like, 1.0 - p, requires_grad=False)) / (1.0 - p)
+
+
+def _zoneout_mask(shape: tuple[int, ...], p: float, like: Tensor):
+    """{0, 1} keep mask, 1 with probability p (``rand < p`` is faster than bernoulli)."""
+    if not p:
+        return 0.0
+    return (torch.rand(shape, device=like.device) < p).to(like.dtype)
 
 
 def _zoneout_pair(zoneout, mode: str) -> tuple[float, float]:
