@@ -133,3 +133,15 @@ def test_state_hook_is_refused():
         fused.run_direction(*_direction_inputs("GRU", ln=False, proj=False, drop=False,
                                                zoneout=False, lengths=False)[:2],
                             None, "GRU", Masks(), None, state_hook=lambda t, s: s)
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_two_backwards_through_one_forward(kind):
+    """retain_graph=True: a second backward sees the same saved state as the first."""
+    torch.manual_seed(4)
+    layer = LAYERS[kind](3, 4, layer_norm=True, backend="fused", dtype=D)
+    x = torch.randn(5, 2, 3, dtype=D, requires_grad=True)
+    y, _ = layer(x)
+    first = torch.autograd.grad(y.sum(), x, retain_graph=True)[0]
+    second = torch.autograd.grad((2 * y).sum(), x)[0]
+    torch.testing.assert_close(second, 2 * first, rtol=1e-12, atol=1e-14)

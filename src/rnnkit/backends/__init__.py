@@ -26,16 +26,22 @@ def per_direction(name: str):
     raise ValueError(f"backend {name!r} does not run one direction at a time")
 
 
-def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool) -> str:
+def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool,
+           has_lengths: bool = False) -> str:
     """Resolve ``auto``: native when it can do the job, else fused.
 
-    cuDNN cannot run backward in eval mode, so on GPU an eval-mode call that needs
-    gradients goes to ``fused`` too.
+    - cuDNN cannot run backward in eval mode, so on GPU an eval-mode call that needs
+      gradients goes to ``fused``;
+    - on CPU, torch.nn's PackedSequence path leaves oneDNN for a per-step loop that
+      measured 2.7x slower than the padded batch (benchmarks/RESULTS.md), so variable
+      lengths go to ``fused`` there.
     """
     if requested != "auto":
         return requested
     if not native_ok:
         return "fused"
     if x.is_cuda and not training and torch.is_grad_enabled():
+        return "fused"
+    if has_lengths and not x.is_cuda:
         return "fused"
     return "native"

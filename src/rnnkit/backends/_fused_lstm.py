@@ -53,14 +53,25 @@ def forward(p) -> None:
         settle_(p.cs[t + 1], c, at(p.keep_c, t), valid)
 
 
-def _derivatives(p, H: int):
-    """σ' = σ(1-σ) for i, f, o and tanh' = 1 - g² for g, all steps at once; and
-    ``o * tanh'(LN(c'))``, the path from h' to the (normalised) cell."""
-    deriv = p.xg * (1 - p.xg)  # (T, B, 4H)
-    g = p.xg[..., 2 * H : 3 * H]
-    torch.mul(g, g, out=deriv[..., 2 * H : 3 * H]).neg_().add_(1)
-    out_tc = p.xg[..., 3 * H :] * (1 - p.tc * p.tc)  # (T, B, H)
-    return deriv, out_tc
+def _gate_factors(p, H: int) -> None:
+    """Turn the saved activations i, f, g, o into what each gate's gradient is
+    multiplied by, for all steps at once and in place (no extra (T, B, 4H) buffer):
+
+        i <- g·σ'(i),  f <- σ'(f),  g <- i·tanh'(g),  o <- tanh(LN(c'))·σ'(o)
+
+    with σ' = σ(1 - σ), tanh' = 1 - tanh². Keeps σ(f) (for the cell's carried
+    gradient) and o·tanh'(LN(c')) (the path from h' to the normalised cell). Done once
+    per forward, so a second backward (retain_graph=True) finds the factors ready."""
+    if getattr(p, "forget", None) is not None:
+        return
+    in_gate, forget_gate, cell_gate, out_gate = p.xg.split(H, dim=-1)  # (T, B, H) each
+    p.forget = forget_gate.clone()
+    p.out_tc = out_gate * (1 - p.tc * p.tc)
+    in_factor = in_gate * (1 - in_gate) * cell_gate
+    cell_gate.mul_(cell_gate).neg_().add_(1).mul_(in_gate)
+    in_gate.copy_(in_factor)
+    forget_gate.mul_(1 - forget_gate)
+    out_gate.mul_(1 - out_gate).mul_(p.tc)
 
 
 def backward(p, dy, dh, dc) -> None:
@@ -68,31 +79,31 @@ def backward(p, dy, dh, dc) -> None:
     ``p.dc0`` and the cell-norm and projection gradients."""
     T, B, G = p.xg.shape
     H = G // 4
-    deriv, out_tc = _derivatives(p, H)
+    _gate_factors(p, H)
     p.dgates = p.xg.new_empty(T, B, G)
-    d_cn_all = p.xg.new_empty(T, B, H)  # ∂L/∂LN(c'), for the cell-norm parameters
+    d_cn_all = p.xg.new_empty(T, B, H) if p.ln_c_weight is not None else None
     if p.w_hr is not None:
         p.dh_proj = p.xg.new_empty(T, B, p.w_hr.shape[0])
     for t in range(T - 1, -1, -1):
         valid = None if p.valid is None else p.vf[t]
         dh_new, dh_prev = unsettle(dh + dy[t], at(p.keep_h, t), valid)
         dc_new, dc_prev = unsettle(dc, at(p.keep_c, t), valid)
-        in_gate, forget_gate, cell_gate, _ = p.xg[t].split(H, dim=1)
-        d_in, d_forget, d_cell, d_out = p.dgates[t].split(H, dim=1)
         if p.w_hr is not None:
             p.dh_proj[t] = dh_new
             dh_new = dh_new @ p.w_hr  # (B, H)
-        torch.mul(dh_new, p.tc[t], out=d_out)
-        d_cn = torch.mul(dh_new, out_tc[t], out=d_cn_all[t])
-        if p.ln_c_weight is not None:
-            d_cn = ln_backward(d_cn, p.cnew[t], p.c_mean[t], p.c_rstd[t], p.ln_c_weight,
-                               p.ln_c_bias, params=False)
-        dc_new = dc_new + d_cn
-        torch.mul(dc_new, cell_gate, out=d_in)
-        torch.mul(dc_new, p.cs[t], out=d_forget)
-        torch.mul(dc_new, in_gate, out=d_cell)
-        p.dgates[t].mul_(deriv[t])
-        dc = dc_new.mul_(forget_gate)
+        f_in, f_forget, f_cell, f_out = p.xg[t].split(H, dim=1)  # the factors
+        d_in, d_forget, d_cell, d_out = p.dgates[t].split(H, dim=1)
+        torch.mul(f_out, dh_new, out=d_out)
+        if p.ln_c_weight is None:
+            dc_new = dc_new + dh_new * p.out_tc[t]
+        else:
+            d_cn = torch.mul(dh_new, p.out_tc[t], out=d_cn_all[t])
+            dc_new = dc_new + ln_backward(d_cn, p.cnew[t], p.c_mean[t], p.c_rstd[t],
+                                          p.ln_c_weight, p.ln_c_bias, params=False)
+        torch.mul(f_in, dc_new, out=d_in)
+        torch.mul(f_forget, dc_new, out=d_forget).mul_(p.cs[t])
+        torch.mul(f_cell, dc_new, out=d_cell)
+        dc = dc_new.mul_(p.forget[t])
         if dc_prev is not None:
             dc += dc_prev
         dh = p.recurrent_backward(p.dgates[t], t)  # ∂L/∂h_{t-1} through W_hh

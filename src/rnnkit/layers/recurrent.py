@@ -45,7 +45,7 @@ class _Recurrent(RecurrentBase):
         x, lengths, batched = self._prepare_input(input, lengths)
         states = self._initial_state(hx, x, batched)
         name = backends.choose(self.backend, native_ok=not self.has_extras(), x=x,
-                               training=self.training)
+                               training=self.training, has_lengths=lengths is not None)
         if name == "native":
             out, finals = native.run_stack(
                 x, states, self.flat_weights(), mode=self.mode, bias=self.bias,
