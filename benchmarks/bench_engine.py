@@ -243,7 +243,8 @@ def main(argv=None):
     mem_names = [n for n in ("LN+rdrop+zoneout LSTM fused", "LN+rdrop+zoneout LSTM reference",
                              "rnnkit.LSTM fused", "rnnkit.LSTM reference", "torch.nn.LSTM")
                  if n in names]
-    result = {"command": "python benchmarks/bench_engine.py " + " ".join(argv or sys.argv[1:]),
+    command = " ".join(["python benchmarks/bench_engine.py", *(argv or sys.argv[1:])])
+    result = {"command": command,
               "machine": machine(), "config": {k: getattr(a, k) for k in
               ("batch", "steps", "input", "hidden", "layers", "repeats", "warmup")},
               "rows": build_rows(a, medians),
