@@ -74,10 +74,13 @@ def variants(a):
         "rnnkit.GRU auto": (lambda: rnnkit.GRU(I, H, L), False, "torch.nn.GRU", 1.05),
         "rnnkit.RNN auto": (lambda: rnnkit.RNN(I, H, L), False, "torch.nn.RNN", 1.05),
         "rnnkit.LSTM fused": (lstm(backend="fused"), False, "torch.nn.LSTM", None),
-        "rnnkit.GRU fused": (lambda: rnnkit.GRU(I, H, L, backend="fused"), False, "torch.nn.GRU", None),
+        "rnnkit.GRU fused":
+            (lambda: rnnkit.GRU(I, H, L, backend="fused"), False, "torch.nn.GRU", None),
         "rnnkit.LSTM reference": (lstm(backend="reference"), False, "torch.nn.LSTM", None),
-        "LN+rdrop+zoneout LSTM fused": (lstm(backend="fused", **REGULARISED), False, "torch.nn.LSTM", 1.5),
-        "LN+rdrop+zoneout LSTM reference": (lstm(backend="reference", **REGULARISED), False, "torch.nn.LSTM", None),
+        "LN+rdrop+zoneout LSTM fused":
+            (lstm(backend="fused", **REGULARISED), False, "torch.nn.LSTM", 1.5),
+        "LN+rdrop+zoneout LSTM reference":
+            (lstm(backend="reference", **REGULARISED), False, "torch.nn.LSTM", None),
         "rnnkit.LSTM auto, lengths": (lstm(), True, "rnnkit.LSTM auto", 1.0),
         "rnnkit.LSTM fused, lengths": (lstm(backend="fused"), True, "rnnkit.LSTM fused", 1.0),
     }
@@ -184,7 +187,8 @@ def markdown(result):
     for r in result["rows"]:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
         target = "" if r["target"] is None else f"≤ {r['target']}"
-        lines.append(f"| {r['name']} | {r['ms']} | {ratio} | {r['anchor']} | {target} | {r['verdict']} |")
+        cells = [r["name"], r["ms"], ratio, r["anchor"], target, r["verdict"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     if result.get("memory"):
         m = result["memory"]
         lines += ["", "Peak memory of one training iteration (growth of the process's peak RSS, "
@@ -204,7 +208,10 @@ def write_atomically(path, text):
 def update_results(section):
     path = os.path.join(HERE, "RESULTS.md")
     start, end = "<!-- engine:start -->", "<!-- engine:end -->"
-    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    text = "# Benchmark results\n"
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
     block = f"{start}\n## Engine speed (bench_engine.py)\n\n{section}\n{end}"
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
@@ -216,12 +223,14 @@ def update_results(section):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, default=32, help="batch size B (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=100, help="sequence length T (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=100,
+                   help="sequence length T (default: %(default)s)")
     p.add_argument("--input", type=int, default=128, help="input size (default: %(default)s)")
     p.add_argument("--hidden", type=int, default=256, help="hidden size (default: %(default)s)")
     p.add_argument("--layers", type=int, default=2, help="stacked layers (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=7, help="timed repeats (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=2, help="warm-up iterations (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=2,
+                   help="warm-up iterations (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 2 repeats: a smoke check")
     p.add_argument("--only", default="", help="time only variants whose name contains this")
     p.add_argument("--no-write", action="store_true", help="print only; write no files")

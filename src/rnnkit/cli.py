@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="sequence length T, the distance to remember (default: %(default)s)")
     demo.add_argument("--train-steps", type=int, default=defaults.train_steps,
                       help="optimisation steps per model (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=defaults.seed,
+                      help="random seed (default: %(default)s)")
     demo.set_defaults(func=_demo)
     return parser
 

@@ -1,23 +1,22 @@
 """The engine demo: vanishing gradients, a plain RNN against an LSTM on one task.
 
 Task ("remember the first symbol"): one of ``symbols`` symbols, then T - 1 distractors
-drawn from a separate alphabet of the same size; the label is the first symbol. The loss is taken at the last step only, so learning needs the gradient
-to reach t = 0 through T - 1 recurrent steps.
+drawn from a separate alphabet of the same size; the label is the first symbol. The
+loss is taken at the last step only, so learning needs the gradient to reach t = 0
+through T - 1 recurrent steps.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 import rnnkit
 from rnnkit.diagnostics import gradient_flow, plot_gradient_flow
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,8 +79,9 @@ def train_one(kind: str, cfg: DemoConfig) -> dict:
     return {"kind": kind, "accuracy": accuracy, "flow_before": before, "flow_after": flow()}
 
 
-def run_demo(out_dir: str, cfg: DemoConfig = DemoConfig()) -> list[dict]:
+def run_demo(out_dir: str, cfg: Optional[DemoConfig] = None) -> list[dict]:
     """Train RNN and LSTM on the same task, write the gradient-flow plot into ``out_dir``."""
+    cfg = cfg or DemoConfig()
     results = [train_one(kind, cfg) for kind in ("RNN", "LSTM")]
     curves = {}
     for r in results:

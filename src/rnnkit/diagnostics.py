@@ -8,6 +8,8 @@ moves away from where the loss is taken; an LSTM's cell path keeps it up.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Callable, Optional, Union
 
 import torch
@@ -81,10 +83,7 @@ def plot_gradient_flow(curves: dict[str, Tensor], path: str, title: Optional[str
     plt.close(fig)
 
 
-def _save_atomically(fig, path: Union[str, "os.PathLike"]) -> None:
-    import os
-    import tempfile
-
+def _save_atomically(fig, path: Union[str, os.PathLike]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png")

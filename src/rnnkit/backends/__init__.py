@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.backends import native, reference
+from rnnkit.backends import reference
 
 BACKENDS = ("auto", "reference", "fused", "native")
 

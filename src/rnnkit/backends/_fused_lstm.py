@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.backends._fused_common import (at, ln_backward, ln_forward, ln_gain_grad,
-                                           settle_, unsettle)
+from rnnkit.backends._fused_common import (
+    at,
+    ln_backward,
+    ln_forward,
+    ln_gain_grad,
+    settle_,
+    unsettle,
+)
 
 
 def forward(p) -> None:

@@ -80,8 +80,9 @@ class _Recurrent(RecurrentBase):
             if batched and self.batch_first:
                 x = x.transpose(0, 1)
         if x.shape[-1] != self.input_size:
+            given = x if isinstance(input, PackedSequence) else input
             raise ValueError(f"expected input with {self.input_size} features (input_size), "
-                             f"got shape {tuple(input.shape if not isinstance(input, PackedSequence) else x.shape)}")
+                             f"got shape {tuple(given.shape)}")
         if not x.is_floating_point():
             raise TypeError(f"input must be a floating-point tensor, got {x.dtype}")
         _checks.same_dtype("input", x, self.weight_ih_l0.dtype)

@@ -53,7 +53,9 @@ def run_stack(module, x: Tensor, hx: State, lengths: Optional[Tensor], run_direc
             masks = module.draw_masks(layer_input.shape[0], layer_input.shape[1], x)
             state = tuple(s[index] for s in hx)
             seq = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
-            extra = {} if state_hook is None else {"state_hook": _bind(state_hook, layer, direction)}
+            extra = {}
+            if state_hook is not None:
+                extra["state_hook"] = _bind(state_hook, layer, direction)
             y, final = run_direction(seq, state, weights, module.mode, masks, valid, **extra)
             outputs.append(y if direction == 0 else reverse_padded(y, lengths))
             finals.append(final)
