@@ -71,9 +71,13 @@ def plot_gradient_flow(curves: dict[str, Tensor], path: str, title: Optional[str
     except ImportError as e:  # the plot extra is optional
         raise ImportError("plotting needs matplotlib: pip install 'rnnkit[plot]'") from e
     fig, ax = plt.subplots(figsize=(7, 4))
+    underflow = False
     for name, norms in curves.items():
-        ax.semilogy(range(len(norms)), norms.clamp_min(1e-30).tolist(), label=name)
-    ax.set_xlabel("time step t")
+        shown = norms.double().masked_fill(norms <= 0, float("nan"))  # log of 0: no point
+        underflow |= bool((norms <= 0).any())
+        ax.semilogy(range(len(norms)), shown.tolist(), label=name)
+    ax.set_xlabel("time step t" + ("  (a line stops where the gradient underflows to 0)"
+                                   if underflow else ""))
     ax.set_ylabel("‖∂L/∂h_t‖")
     ax.set_title(title or "Gradient flow through time")
     ax.grid(True, which="both", alpha=0.3)
