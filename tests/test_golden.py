@@ -41,14 +41,20 @@ def test_rnn_tanh_and_relu(backend):
                                              0.06954980574644042], rel=1e-12)
 
 
+def _lstm_1x1(x, h, c):
+    """One step of LSTM(1, 1) with every weight 0.5 and every bias 0.1: all four gates
+    share one pre-activation ``a``."""
+    a = 0.5 * x + 0.1 + 0.5 * h + 0.1
+    c_new = sig(a) * c + sig(a) * math.tanh(a)
+    return sig(a) * math.tanh(c_new), c_new
+
+
 @pytest.mark.parametrize("backend", ["reference", "fused", "native"])
 def test_lstm(backend):
     h = c = 0.0
     expected = []
     for x in (1.0, 1.0, 1.0):
-        a = 0.5 * x + 0.1 + 0.5 * h + 0.1
-        c = sig(a) * c + sig(a) * math.tanh(a)
-        h = sig(a) * math.tanh(c)
+        h, c = _lstm_1x1(x, h, c)
         expected.append(h)
     layer = _constant(rnnkit.LSTM(1, 1, dtype=D, backend=backend))
     assert _run(layer, [1.0] * 3) == pytest.approx(expected, rel=1e-12)
@@ -109,9 +115,7 @@ def test_zoneout_eval_is_the_expectation(backend):
     h = c = 0.0
     expected = []
     for x in (1.0, 1.0, 1.0):
-        a = 0.5 * x + 0.1 + 0.5 * h + 0.1
-        c_new = sig(a) * c + sig(a) * math.tanh(a)
-        h_new = sig(a) * math.tanh(c_new)
+        h_new, c_new = _lstm_1x1(x, h, c)
         h, c = 0.3 * h + 0.7 * h_new, 0.6 * c + 0.4 * c_new
         expected.append(h)
     layer = _constant(rnnkit.LSTM(1, 1, zoneout=(0.3, 0.6), dtype=D, backend=backend))
