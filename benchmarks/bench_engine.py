@@ -1,11 +1,12 @@
-"""Engine speed against torch.nn, measured as ratios in one run.
+"""Engine speed and memory against torch.nn, measured as ratios in one run.
 
-Every variant is timed on the same data, forward + backward, with the repeats
-interleaved (variant A, B, C, A, B, C, ...) so that noise from a shared machine falls
-on all of them alike; the median is reported with its ratio to the anchor timed in
-the same run. Peak memory is measured in a fresh subprocess per variant.
+Every variant is timed on the same data, forward + backward in train mode, with the
+repeats interleaved (A, B, C, then B, C, A, ...: the order rotates each round) so that
+noise from a shared machine falls on all of them alike; the median is reported with its
+ratio to the anchor timed in the same run. Peak memory is measured in a fresh
+subprocess per variant (the hidden ``--_memory-probe NAME`` option).
 
-    python benchmarks/bench_engine.py            # full run, writes RESULTS.md
+    python benchmarks/bench_engine.py            # full run, writes RESULTS.md and JSON
     python benchmarks/bench_engine.py --quick --no-write
 """
 
@@ -16,11 +17,14 @@ import datetime
 import json
 import os
 import platform
+import resource
+import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
@@ -28,7 +32,21 @@ from torch import nn
 import rnnkit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SIZES = (("batch", 32, "batch size B"), ("steps", 100, "sequence length T"),
+         ("input", 128, "input size"), ("hidden", 256, "hidden size"),
+         ("layers", 2, "stacked layers"))
 REGULARISED = dict(layer_norm=True, recurrent_dropout=0.25, zoneout=0.1)
+# What a backend that is missing or half-written raises: its row reads "unavailable".
+UNAVAILABLE = (ImportError, AttributeError, NotImplementedError)
+# Peak memory rows: name -> (anchor, target ratio or None). A row anchored to itself is
+# shown as 1.00, a reference point.
+MEMORY = {
+    "LN+rdrop+zoneout LSTM fused": ("LN+rdrop+zoneout LSTM reference", 1.0),
+    "LN+rdrop+zoneout LSTM reference": ("LN+rdrop+zoneout LSTM reference", None),
+    "rnnkit.LSTM fused": ("rnnkit.LSTM reference", 1.0),
+    "rnnkit.LSTM reference": ("rnnkit.LSTM reference", None),
+    "torch.nn.LSTM": ("torch.nn.LSTM", None),
+}
 
 
 class CellLoop(nn.Module):
@@ -65,9 +83,9 @@ def variants(a):
     I, H, L = a.input, a.hidden, a.layers
     lstm = lambda **kw: (lambda: rnnkit.LSTM(I, H, L, **kw))
     return {
-        "torch.nn.LSTM": (lambda: nn.LSTM(I, H, L), False, None, None),
-        "torch.nn.GRU": (lambda: nn.GRU(I, H, L), False, None, None),
-        "torch.nn.RNN": (lambda: nn.RNN(I, H, L), False, None, None),
+        "torch.nn.LSTM": (lambda: nn.LSTM(I, H, L), False, "torch.nn.LSTM", None),
+        "torch.nn.GRU": (lambda: nn.GRU(I, H, L), False, "torch.nn.GRU", None),
+        "torch.nn.RNN": (lambda: nn.RNN(I, H, L), False, "torch.nn.RNN", None),
         "nn.LSTMCell loop": (lambda: CellLoop(I, H, L), False, "torch.nn.LSTM", None),
         "layer-norm LSTMCell loop": (lambda: CellLoop(I, H, L, True), False, "torch.nn.LSTM", None),
         "rnnkit.LSTM auto": (lstm(), False, "torch.nn.LSTM", 1.05),
@@ -88,33 +106,44 @@ def variants(a):
 
 def make_data(a):
     torch.manual_seed(0)
-    x = torch.randn(a.steps, a.batch, a.input)
+    x = torch.randn(a.steps, a.batch, a.input)  # (T, B, I)
     lengths = torch.full((a.batch,), a.steps)
     lengths[: a.batch // 2] = a.steps // 2  # half the batch at half length
     return x, lengths
 
 
-def iteration(model, x, lengths):
+def iteration(model, x, lengths=None):
     out, _ = model(x, lengths=lengths) if lengths is not None else model(x)
     out.sum().backward()
 
 
+def unavailable(e: Exception) -> str:
+    return f"unavailable ({type(e).__name__}: {e})"
+
+
 def time_all(a, names):
+    """name -> median seconds per forward + backward, or the reason it could not run."""
     x, lengths = make_data(a)
     table = variants(a)
-    models = {n: table[n][0]().train() for n in names}
-    times = {n: [] for n in names}
-    for n in names:  # warm-up
-        for _ in range(a.warmup):
-            iteration(models[n], x, lengths if table[n][1] else None)
-    for _ in range(a.repeats):
-        for n in names:
+    models, results = {}, {}
+    for n in names:  # build and warm up (at least once: that is where a backend loads)
+        try:
+            models[n] = table[n][0]().train()
+            for _ in range(max(1, a.warmup)):
+                iteration(models[n], x, lengths if table[n][1] else None)
+        except UNAVAILABLE as e:
+            models.pop(n, None)
+            results[n] = unavailable(e)
+    order, times = list(models), {n: [] for n in models}
+    for r in range(a.repeats if order else 0):
+        for n in order[r % len(order):] + order[: r % len(order)]:
             for p in models[n].parameters():
                 p.grad = None
             t0 = time.perf_counter()
             iteration(models[n], x, lengths if table[n][1] else None)
             times[n].append(time.perf_counter() - t0)
-    return {n: statistics.median(v) for n, v in times.items()}
+    results.update({n: statistics.median(v) for n, v in times.items()})
+    return {n: results[n] for n in names}
 
 
 def _status_kib(field):
@@ -125,28 +154,49 @@ def _status_kib(field):
 def memory_probe(a, name):
     """Run in a fresh process: peak RSS growth (MiB) of one training iteration.
 
-    Linux's peak-RSS mark (VmHWM) is reset just before the iteration (clear_refs 5), so
-    the figure is the iteration's own peak above the memory held before it. It is the
-    first iteration: after one, freed memory kept by the C allocator would hide reuse."""
+    A tiny iteration (T=2, B=1) first loads lazy code paths and allocates the parameter
+    gradients, so neither is counted. Then Linux's peak-RSS mark (VmHWM) is reset
+    (clear_refs 5) and the figure is the full iteration's peak above the RSS before it.
+    Where the mark cannot be reset, ru_maxrss growth is used: a lower bound, since
+    importing torch may already have set a higher peak."""
     x, lengths = make_data(a)
     builder, uses_lengths = variants(a)[name][:2]
-    model = builder().train()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_kib("VmRSS")
+    try:
+        model = builder().train()
+        iteration(model, x[:2, :1], lengths[:1].clamp(max=2) if uses_lengths else None)
+    except UNAVAILABLE as e:
+        return {"unavailable": unavailable(e)}
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        method, before = "VmHWM", _status_kib("VmRSS")
+    except OSError:
+        method, before = "ru_maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     iteration(model, x, lengths if uses_lengths else None)
-    return (_status_kib("VmHWM") - before) / 1024
+    peak = _status_kib("VmHWM") if method == "VmHWM" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"mib": (peak - before) / 1024, "method": method}
 
 
-def measure_memory(a, name):
-    cmd = [sys.executable, os.path.abspath(__file__), "--_memory-probe", name] + size_args(a)
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return float(out.strip().splitlines()[-1])
+def measure_memory(a, names):
+    """name -> MiB or the reason; one fresh process each, run side by side (each
+    process's RSS is its own, and no timing runs meanwhile)."""
+    def probe(name):
+        cmd = [sys.executable, os.path.abspath(__file__), "--_memory-probe", name, *size_args(a)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"memory probe {name!r} failed:\n{r.stderr}")
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        return out.get("unavailable") or out["mib"], out.get("method")
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        found = dict(zip(names, pool.map(probe, names)))
+    methods = {m for _, m in found.values() if m}
+    return {n: v for n, (v, _) in found.items()}, ", ".join(sorted(methods))
 
 
 def size_args(a):
-    return ["--batch", str(a.batch), "--steps", str(a.steps), "--input", str(a.input),
-            "--hidden", str(a.hidden), "--layers", str(a.layers)]
+    return [arg for name, _, _ in SIZES for arg in (f"--{name}", str(getattr(a, name)))]
 
 
 def machine():
@@ -161,51 +211,69 @@ def machine():
             "date": datetime.date.today().isoformat()}
 
 
-def build_rows(a, medians):
-    table, rows = variants(a), []
-    for n, t in medians.items():
-        anchor, target = table[n][2], table[n][3]
-        ratio = t / medians[anchor] if anchor in medians else None
-        verdict = "" if target is None or ratio is None else ("PASS" if ratio <= target else "FAIL")
-        rows.append({"name": n, "ms": round(t * 1e3, 1), "anchor": anchor or "—",
-                     "ratio": None if ratio is None else round(ratio, 2),
+def build_rows(values, spec, key, scale):
+    """values: name -> figure or reason; spec: name -> (anchor, target). The verdict is
+    PASS or FAIL where there is a target, "unavailable" where the row could not run."""
+    rows = []
+    for n, v in values.items():
+        anchor, target = spec[n]
+        base = values.get(anchor)
+        ok = isinstance(v, float) and isinstance(base, float)
+        ratio = v / base if ok else None
+        verdict = "unavailable" if isinstance(v, str) else "" if target is None else \
+            "—" if ratio is None else "PASS" if ratio <= target else "FAIL"
+        rows.append({"name": n, key: round(v * scale, 1) if isinstance(v, float) else v,
+                     "anchor": anchor, "ratio": None if ratio is None else round(ratio, 2),
                      "target": target, "verdict": verdict})
     return rows
 
 
-def markdown(result):
-    a = result["config"]
-    lines = [f"Command: `{result['command']}`  ",
-             f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
-             f"{result['machine']['threads']} torch threads, torch {result['machine']['torch']}, "
-             f"{result['machine']['date']}  ",
-             f"Config: B={a['batch']}, T={a['steps']}, input {a['input']}, hidden {a['hidden']}, "
-             f"{a['layers']} layers, float32, train mode, forward + backward; median of "
-             f"{a['repeats']} interleaved repeats after {a['warmup']} warm-up. Lengths rows: half "
-             "the batch at T/2.", "",
-             "| variant | ms | ratio | to | target | |", "|---|---:|---:|---|---:|---|"]
-    for r in result["rows"]:
-        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        target = "" if r["target"] is None else f"≤ {r['target']}"
-        cells = [r["name"], r["ms"], ratio, r["anchor"], target, r["verdict"]]
+def table(rows, key, unit):
+    lines = [f"| variant | {unit} | ratio | to | target | |", "|---|---:|---:|---|---:|---|"]
+    for r in rows:
+        value = r[key] if isinstance(r[key], float) else "unavailable"
+        cells = [r["name"], value, "" if r["ratio"] is None else f"{r['ratio']:.2f}",
+                 "(anchor)" if r["anchor"] == r["name"] else r["anchor"],
+                 "" if r["target"] is None else f"≤ {r['target']}", r["verdict"]]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    if result.get("memory"):
-        m = result["memory"]
-        lines += ["", "Peak memory of one training iteration (growth of the process's peak RSS, "
-                  "fresh process each), MiB:", "", "| variant | MiB |", "|---|---:|"]
-        lines += [f"| {k} | {v:.1f} |" for k, v in m.items()]
-    return "\n".join(lines)
+    return lines
+
+
+def markdown(result):
+    a, m = result["config"], result["machine"]
+    lines = [f"Command: `{result['command']}`  ",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch threads, "
+             f"torch {m['torch']}, {m['date']}  ",
+             f"Config: B={a['batch']}, T={a['steps']}, input {a['input']}, hidden {a['hidden']}, "
+             f"{a['layers']} layers, float32, train mode, forward + backward (loss = sum); "
+             f"median of {a['repeats']} interleaved repeats after {a['warmup']} warm-up. "
+             "Lengths rows: half the batch at T/2, against the same backend on the padded "
+             "batch.", "", *table(result["rows"], "ms", "ms")]
+    if result["memory"]:
+        lines += ["", "Peak memory of one training iteration, MiB: growth of the process's "
+                  f"peak RSS ({result['memory_method']}), a fresh process each, after a tiny "
+                  "warm-up iteration.", "", *table(result["memory"], "mib", "MiB")]
+    reasons = dict.fromkeys(f"- {r['name']}: {r[key]}" for rows, key in
+                            ((result["rows"], "ms"), (result["memory"], "mib"))
+                            for r in rows if isinstance(r[key], str))
+    return "\n".join(lines + ["", *reasons] if reasons else lines)
 
 
 def write_atomically(path, text):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def update_results(section):
+    """Replace the engine section of RESULTS.md, keeping the rest of the file."""
     path = os.path.join(HERE, "RESULTS.md")
     start, end = "<!-- engine:start -->", "<!-- engine:end -->"
     text = "# Benchmark results\n"
@@ -222,18 +290,18 @@ def update_results(section):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, default=32, help="batch size B (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=100,
-                   help="sequence length T (default: %(default)s)")
-    p.add_argument("--input", type=int, default=128, help="input size (default: %(default)s)")
-    p.add_argument("--hidden", type=int, default=256, help="hidden size (default: %(default)s)")
-    p.add_argument("--layers", type=int, default=2, help="stacked layers (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=7, help="timed repeats (default: %(default)s)")
+    for name, default, what in SIZES:
+        p.add_argument(f"--{name}", type=int, default=default, help=f"{what} (default: {default})")
+    p.add_argument("--repeats", type=int, default=7,
+                   help="timed repeats per variant, interleaved (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=2,
-                   help="warm-up iterations (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes and 2 repeats: a smoke check")
-    p.add_argument("--only", default="", help="time only variants whose name contains this")
-    p.add_argument("--no-write", action="store_true", help="print only; write no files")
+                   help="untimed iterations per variant, at least 1 (default: %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes (B=4, T=8, 8/16), 1 warm-up, 2 repeats: a smoke check")
+    p.add_argument("--only", default="", metavar="PATTERN",
+                   help="run only variants whose name contains PATTERN (their anchors too)")
+    p.add_argument("--no-write", action="store_true",
+                   help="print the tables only; write neither RESULTS.md nor the JSON")
     p.add_argument("--_memory-probe", dest="memory_probe", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.quick:
@@ -241,27 +309,34 @@ def parse_args(argv=None):
     return a
 
 
+def with_anchors(names, spec):
+    """Names plus the anchors their ratios need, in the order of ``spec``."""
+    wanted = set(names) | {spec[n][0] for n in names}
+    return [n for n in spec if n in wanted]
+
+
 def main(argv=None):
     a = parse_args(argv)
     if a.memory_probe:
-        print(memory_probe(a, a.memory_probe))
+        print(json.dumps(memory_probe(a, a.memory_probe)))
         return
-    names = [n for n in variants(a) if a.only in n]
-    names = list(dict.fromkeys([variants(a)[n][2] for n in names if variants(a)[n][2]] + names))
+    speed = {n: v[2:] for n, v in variants(a).items()}
+    names = with_anchors([n for n in speed if a.only in n], speed)
+    mem_names = with_anchors([n for n in MEMORY if a.only in n], MEMORY)
     medians = time_all(a, names)
-    mem_names = [n for n in ("LN+rdrop+zoneout LSTM fused", "LN+rdrop+zoneout LSTM reference",
-                             "rnnkit.LSTM fused", "rnnkit.LSTM reference", "torch.nn.LSTM")
-                 if n in names]
-    command = " ".join(["python benchmarks/bench_engine.py", *(argv or sys.argv[1:])])
-    result = {"command": command,
+    memory, method = measure_memory(a, mem_names) if mem_names else ({}, "")
+    argv = sys.argv if argv is None else [os.path.relpath(__file__), *argv]
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
+    result = {"command": shlex.join([python, *argv]),
               "machine": machine(), "config": {k: getattr(a, k) for k in
-              ("batch", "steps", "input", "hidden", "layers", "repeats", "warmup")},
-              "rows": build_rows(a, medians),
-              "memory": {n: measure_memory(a, n) for n in mem_names}}
+              [s[0] for s in SIZES] + ["repeats", "warmup", "only"]},
+              "rows": build_rows(medians, speed, "ms", 1e3),
+              "memory": build_rows(memory, MEMORY, "mib", 1.0), "memory_method": method}
     section = markdown(result)
     print(section)
     if not a.no_write:
-        write_atomically(os.path.join(HERE, "results", "engine.json"), json.dumps(result, indent=1))
+        write_atomically(os.path.join(HERE, "results", "engine.json"),
+                         json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         update_results(section)
 
 

@@ -1,70 +1,204 @@
-"""Pieces of the fused backend shared by every cell: zoneout/length settling and layer norm.
+r"""Pieces of the fused backend shared by every cell: settling a state, layer norm, buffers.
 
-"Settling" is what happens to a freshly computed state before it is stored: zoneout
+"Settling" is what happens to a freshly computed state s' before it is stored: zoneout
 mixes it with the previous state, and past a sequence's end the previous state is kept.
+Both are one linear interpolation with a weight w:
+
+.. math::
+    s_t = s' + w_t \odot (s_{t-1} - s'), \qquad
+    w_t = \begin{cases} k_t & \text{step valid} \\ 1 & \text{past the end} \end{cases}
+
+with k the zoneout keep mask (training) or probability (evaluation). Backward splits a
+gradient g of s_t into g (1 - w) for s' and g w for s_{t-1}.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from rnnkit.cells._common import LN_EPS
 
-
-def at(keep, t: int):
-    """The zoneout keep weight at step ``t``: a mask slice, or the float itself."""
-    return keep[t] if isinstance(keep, Tensor) else keep
+_LN_BACKWARD = torch.ops.aten.native_layer_norm_backward.default
 
 
-def settle(new: Tensor, prev: Tensor, keep, valid: Optional[Tensor]) -> Tensor:
-    """``keep * prev + (1 - keep) * new``, then ``prev`` wherever the step is not valid."""
-    if isinstance(keep, Tensor) or keep != 0.0:
-        new = torch.lerp(new, prev, keep)
-    if valid is not None:
-        new = torch.where(valid, new, prev)
-    return new
+class Settle:
+    """Zoneout and the length mask of one state, as the interpolation weight ``w``.
+
+    ``w`` is None (neither is on), a float (evaluation zoneout, every step valid), or a
+    tensor (T, B, n) or (T, B, 1). Built once per forward; :meth:`prepare` and
+    :meth:`split` serve the backward loop.
+    """
+
+    def __init__(self, w) -> None:
+        self.w = w
+        self.ws = w.unbind(0) if isinstance(w, Tensor) else None
+
+    @classmethod
+    def of(cls, keep, valid: Optional[Tensor], like: Tensor) -> "Settle":
+        """From a zoneout keep (tensor or float) and ``valid`` (T, B, 1) bool or None."""
+        if valid is not None:
+            keep = keep if isinstance(keep, Tensor) else like.new_full((), keep)
+            return cls(torch.where(valid, keep, 1.0))
+        if not isinstance(keep, Tensor) and keep == 0.0:
+            return cls(None)
+        return cls(keep)
+
+    def step_(self, new: Tensor, prev: Tensor, t: int) -> None:
+        """``new <- new + w_t (prev - new)`` in place (a no-op when ``w`` is None)."""
+        if self.ws is not None:
+            new.lerp_(prev, self.ws[t])
+        elif self.w is not None:
+            new.lerp_(prev, self.w)
+
+    def step_into(self, out: Tensor, new: Tensor, prev: Tensor, t: int) -> None:
+        """``out <- new + w_t (prev - new)``, keeping ``new`` (``w`` must not be None)."""
+        torch.lerp(new, prev, self.ws[t] if self.ws is not None else self.w, out=out)
+
+    def prepare(self, dy: Optional[Tensor]) -> None:
+        """Before the backward loop: ``dy (1 - w)`` and ``dy w`` for all steps at once.
+
+        ``dy`` (T, B, n) is the gradient reaching the state from outside the recurrence
+        (the outputs), or None (the LSTM cell)."""
+        w = self.w
+        self.dy = self.dyn = self.dyk = self.nws = None
+        if w is None:
+            self.dy = None if dy is None else dy.unbind(0)
+        elif isinstance(w, Tensor):
+            nw = 1 - w
+            self.nws = nw.unbind(0)
+            if dy is not None:
+                self.dyn, self.dyk = (dy * nw).unbind(0), (dy * w).unbind(0)
+        elif dy is not None:
+            self.dyn, self.dyk = (dy * (1 - w)).unbind(0), (dy * w).unbind(0)
+
+    def split(self, g: Tensor, t: int) -> tuple[Tensor, Optional[Tensor]]:
+        """(∂L/∂s', ∂L/∂s_{t-1} through the mix) from ``g``, the carried ∂L/∂s_t."""
+        if self.w is None:
+            return (g if self.dy is None else torch.add(g, self.dy[t])), None
+        if self.nws is not None:
+            if self.dyn is None:
+                return g * self.nws[t], g * self.ws[t]
+            return (torch.addcmul(self.dyn[t], g, self.nws[t]),
+                    torch.addcmul(self.dyk[t], g, self.ws[t]))
+        w = self.w
+        if self.dyn is None:
+            return g * (1 - w), g * w
+        return torch.add(self.dyn[t], g, alpha=1 - w), torch.add(self.dyk[t], g, alpha=w)
+
+    def carry(self, d_new: Tensor, factor: Tensor, g: Tensor, t: int) -> Tensor:
+        """``d_new * factor + g w_t``, in place into ``d_new`` (the LSTM cell's carry)."""
+        d_new.mul_(factor)
+        if self.ws is not None:
+            d_new.addcmul_(g, self.ws[t])
+        elif self.w is not None:
+            d_new.add_(g, alpha=self.w)
+        return d_new
+
+    def keep_new_(self, d: Tensor, g: Tensor, t: int) -> Tensor:
+        """``d + g (1 - w_t)`` in place into ``d``: the carried share reaching s'."""
+        if self.w is None:
+            return d.add_(g)
+        if self.nws is not None:
+            return d.addcmul_(g, self.nws[t])
+        return d.add_(g, alpha=1 - self.w)
 
 
-def settle_(new: Tensor, prev: Tensor, keep, valid: Optional[Tensor]) -> None:
-    """:func:`settle` in place, into ``new`` (a state buffer)."""
-    if isinstance(keep, Tensor) or keep != 0.0:
-        new.lerp_(prev, keep)
-    if valid is not None:
-        torch.where(valid, new, prev, out=new)
-
-
-def unsettle(grad: Tensor, keep, valid: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-    """Split the gradient of a settled state into (to the new state, to the previous)."""
-    to_prev = None
-    if valid is not None:
-        to_new = grad * valid
-        to_prev = grad - to_new
-        grad = to_new
-    if isinstance(keep, Tensor) or keep != 0.0:
-        kept = grad * keep
-        grad = grad - kept
-        to_prev = kept if to_prev is None else to_prev + kept
-    return grad, to_prev
-
-
-def ln_forward(x: Tensor, gain: Tensor, bias: Optional[Tensor] = None):
+def ln(x: Tensor, gain: Tensor, bias: Optional[Tensor] = None):
     """Layer norm over the last dim: (output, mean, rstd), with torch's fused kernel."""
     return torch.native_layer_norm(x, x.shape[-1:], gain, bias, LN_EPS)
 
 
 def ln_backward(grad: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, gain: Tensor,
-                bias: Optional[Tensor] = None, *, params: bool = True):
-    """(grad input, grad gain, grad bias) of :func:`ln_forward`; only grad input when
-    ``params`` is False (inside time loops, where :func:`ln_gain_grad` does the rest)."""
-    mask = [True, params, params and bias is not None]
-    grads = torch.ops.aten.native_layer_norm_backward(grad, x, x.shape[-1:], mean, rstd,
-                                                      gain, bias, mask)
-    return grads if params else grads[0]
+                bias: Optional[Tensor] = None, mask: Sequence[bool] = (True, False, False)):
+    """(∂x, ∂gain, ∂bias) of :func:`ln`, each computed only where ``mask`` says."""
+    return _LN_BACKWARD(grad, x, x.shape[-1:], mean, rstd, gain, bias, list(mask))
 
 
-def ln_gain_grad(grad_out: Tensor, x: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
-    """∂L/∂gain summed over every step and row: Σ grad_out · (x - mean) · rstd."""
-    return (grad_out * (x - mean) * rstd).sum(tuple(range(x.dim() - 1)))
+def steps(like: Tensor, T: int, shape: tuple[int, ...], keep: bool):
+    """A (T, *shape) buffer and its per-step views, or, when nothing is kept for
+    backward, one scratch tensor standing for every step: (buffer or None, views)."""
+    if keep:
+        buf = like.new_empty((T, *shape))
+        return buf, buf.unbind(0)
+    return None, [like.new_empty(shape)] * T
+
+
+def stack_stats(means: list, rstds: list):
+    """Per-step layer-norm statistics, stacked to (T, B, 1) each."""
+    return torch.stack(means), torch.stack(rstds)
+
+
+class Recurrent:
+    r"""The recurrent share of the gates, :math:`\mathrm{LN}((h \odot m) W_{hh}^T)`, one
+    step at a time, and its gradient.
+
+    Forward keeps the layer norm's input ``pre`` (T, B, G) and statistics when layer
+    norm is on; backward keeps ∂L/∂pre in ``dpre`` for the weight gradient after the loop.
+    """
+
+    def __init__(self, w_hh: Tensor, gain: Optional[Tensor], drop: Optional[Tensor],
+                 pre=None, mean=None, rstd=None) -> None:
+        self.w_hh, self.gain, self.drop = w_hh, gain, drop
+        self.pre, self.mean, self.rstd = pre, mean, rstd
+
+    def start_forward(self, like: Tensor, keep: bool, bias: Optional[Tensor] = None) -> None:
+        T, B = like.shape[:2]
+        G, P = self.w_hh.shape
+        self.w_t = self.w_hh.t().contiguous()  # (P, G): a contiguous right operand is faster
+        self.bias = bias
+        self.hm = None if self.drop is None else like.new_empty(B, P)
+        self.out = like.new_empty(B, G)
+        self.means, self.rstds = [], []
+        if self.gain is not None:
+            self.pre, self.pres = steps(like, T, (B, G), keep)
+
+    def _masked(self, h: Tensor) -> Tensor:
+        return h if self.drop is None else torch.mul(h, self.drop, out=self.hm)
+
+    def add_(self, a: Tensor, h: Tensor, t: int) -> None:
+        """``a += LN((h ⊙ m) W_hh^T)`` in place (LSTM and RNN: ``b_hh`` is already in ``a``)."""
+        if self.gain is None:
+            a.addmm_(self._masked(h), self.w_t)
+            return
+        pre = torch.mm(self._masked(h), self.w_t, out=self.pres[t])
+        out, mean, rstd = ln(pre, self.gain)
+        self.means.append(mean)
+        self.rstds.append(rstd)
+        a.add_(out)
+
+    def gates(self, h: Tensor, t: int) -> Tensor:
+        """``LN((h ⊙ m) W_hh^T) + b_hh`` (B, G) (GRU), valid until the next step's call."""
+        if self.gain is None:
+            if self.bias is None:
+                return torch.mm(self._masked(h), self.w_t, out=self.out)
+            return torch.addmm(self.bias, self._masked(h), self.w_t, out=self.out)
+        pre = torch.mm(self._masked(h), self.w_t, out=self.pres[t])
+        out, mean, rstd = ln(pre, self.gain, self.bias)
+        self.means.append(mean)
+        self.rstds.append(rstd)
+        return out
+
+    def finish_forward(self) -> None:
+        if self.means:
+            self.mean, self.rstd = torch.stack(self.means), torch.stack(self.rstds)
+        self.means = self.rstds = self.out = self.hm = None
+
+    def start_backward(self) -> None:
+        if self.gain is not None:
+            self.dpre = torch.empty_like(self.pre)
+            self.dpres, self.pres = self.dpre.unbind(0), self.pre.unbind(0)
+            self.means, self.rstds = self.mean.unbind(0), self.rstd.unbind(0)
+
+    def grad(self, d: Tensor, t: int, direct: Optional[Tensor]) -> Tensor:
+        """∂L/∂h_{t-1}: ``direct`` plus the share through the product, given ``d`` =
+        ∂L/∂(the LN output). ``direct`` (a fresh tensor, or None) is updated in place."""
+        if self.gain is not None:
+            d = ln_backward(d, self.pres[t], self.means[t], self.rstds[t], self.gain)[0]
+            self.dpres[t].copy_(d)
+        if self.drop is None:
+            return torch.mm(d, self.w_hh) if direct is None else direct.addmm_(d, self.w_hh)
+        dh = torch.mm(d, self.w_hh)
+        return dh.mul_(self.drop) if direct is None else direct.addcmul_(dh, self.drop)

@@ -1,85 +1,86 @@
-"""The GRU and Elman RNN time loops of the fused backend: forward, then BPTT by hand.
+r"""The GRU time loops of the fused backend: forward, then BPTT by hand.
 
-GRU: ``xg`` (T, B, 3H) holds the input gate pre-activations with ``b_ih`` and is
-turned in place into r, z, n; the recurrent part (with ``b_hh``) is kept apart because
-its ``n`` share is multiplied by r. RNN: ``xg`` (T, B, H) holds both biases and is
-turned in place into the new hidden state before settling.
+``r.acts`` (T, B, 3H) holds the input share of the gates with ``b_ih`` and is turned in
+place into r, z, n. The recurrent share (with ``b_hh``) stays apart, because its ``n``
+part is multiplied by r; that part, h_n, is kept for backward. Backward, with δh' the
+gradient reaching the new state:
+
+.. math::
+    \delta n = \delta h' (1 - z) \tanh'(n), \quad
+    \delta z = \delta h' (h - n) \sigma'(z), \quad
+    \delta r = \delta n \, h_n \sigma'(r), \quad
+    \delta h_n = \delta n \, r, \quad
+    \delta h_{t-1} = \delta h' z + \ldots
+
+Every factor multiplying δh' is computed for all steps at once before the loop, which
+then only scales them: the recurrent side (δr, δz, δh_n) in one (T, B, 3H) buffer, δn
+in another (T, B, H).
 """
 
 from __future__ import annotations
 
 import torch
 
-from rnnkit.backends._fused_common import at, settle, unsettle
+from rnnkit.backends._fused_common import steps
 
 
-def gru_forward(p) -> None:
-    T, B, G = p.xg.shape
+def forward(r) -> dict:
+    """Run the GRU forward; return the tensors backward needs."""
+    acts, rec, settle = r.acts, r.rec, r.settle_h
+    T, B, G = acts.shape
     H = G // 3
-    p.hn = p.xg.new_empty(T, B, H)  # h_n = the n share of LN(W_hh h) + b_hn
+    r.hbuf = acts.new_empty(T, B, H)
+    hv = (r.h0, *r.hbuf.unbind(0))
+    hn, hnv = steps(acts, T, (B, H), r.keep)  # h_n: the n part of LN(W_hh (h ⊙ m)) + b_hh
+    rz_s, r_s, z_s, n_s = (acts[..., a:b].unbind(0)
+                           for a, b in ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, G)))
+    sizes = [2 * H, H]
     for t in range(T):
-        h, a = p.hs[t], p.xg[t]
-        hg = p.recurrent_gates(h, t)  # (B, 3H)
-        a[:, : 2 * H].add_(hg[:, : 2 * H]).sigmoid_()
-        reset_gate, update_gate, new_gate = a.split(H, dim=1)
-        p.hn[t] = hg[:, 2 * H :]
-        new_gate.addcmul_(reset_gate, p.hn[t]).tanh_()
-        h_new = torch.lerp(new_gate, h, update_gate)  # (1 - z) n + z h
-        valid = None if p.valid is None else p.valid[t]
-        p.hs[t + 1] = settle(h_new, h, at(p.keep_h, t), valid)
+        h = hv[t]
+        h_rz, h_n = rec.gates(h, t).split(sizes, dim=1)
+        rz_s[t].add_(h_rz).sigmoid_()  # r, z
+        hnv[t].copy_(h_n)
+        n_s[t].addcmul_(r_s[t], h_n).tanh_()  # n = tanh(x_n + r h_n)
+        torch.lerp(n_s[t], h, z_s[t], out=hv[t + 1])  # h' = (1 - z) n + z h
+        settle.step_(hv[t + 1], h, t)
+    return {"acts": acts, "hn": hn}
 
 
-def gru_backward(p, dy, dh) -> None:
-    """Fill ``p.dgates`` (input side) and ``p.dhh`` (recurrent side), set ``p.dh0``."""
-    T, B, G = p.xg.shape
+def _factors(r):
+    """(δr, δz, δh_n) / δh' (T, B, 3H) and δn / δh' (T, B, H), for all steps."""
+    s_r, s_z, n = r.acts.chunk(3, dim=-1)
+    D = torch.empty_like(r.acts)
+    d_r, d_z, d_hn = D.chunk(3, dim=-1)
+    dn = 1 - s_z
+    torch.mul(dn, n, out=d_hn)
+    torch.addcmul(dn, d_hn, n, value=-1, out=dn)  # (1 - z) tanh'(n)
+    torch.mul(dn, s_r, out=d_hn)
+    torch.addcmul(s_r, s_r, s_r, value=-1, out=d_r).mul_(r.hn).mul_(dn)
+    torch.sub(r.hprev, n, out=d_z).mul_(torch.addcmul(s_z, s_z, s_z, value=-1))
+    return D, dn
+
+
+def backward(r, dy, dh) -> None:
+    """Set ``r.d_rec`` (recurrent side), ``r.dn`` (the input side's n part) and ``r.dh0``."""
+    D, dn = _factors(r)
+    T, B, G = D.shape
     H = G // 3
-    p.dgates = p.xg.new_empty(T, B, G)
-    p.dhh = p.xg.new_empty(T, B, G)
+    rec, settle = r.rec, r.settle_h
+    settle.prepare(dy)
+    dv, d3, dnv = D.unbind(0), D.view(T, B, 3, H).unbind(0), dn.unbind(0)
+    z_s = r.acts[..., H : 2 * H].unbind(0)
     for t in range(T - 1, -1, -1):
-        valid = None if p.valid is None else p.vf[t]
-        dh_new, dh_prev = unsettle(dh + dy[t], at(p.keep_h, t), valid)
-        reset_gate, update_gate, new_gate = p.xg[t].split(H, dim=1)
-        dx_r, dx_z, dx_n = p.dgates[t].split(H, dim=1)
-        dh_r, dh_z, dh_n = p.dhh[t].split(H, dim=1)
-        h = p.hs[t]
-        torch.mul(dh_new, h - new_gate, out=dx_z)
-        dx_z.mul_(update_gate - update_gate * update_gate)
-        torch.mul(dh_new, 1 - update_gate, out=dx_n)
-        dx_n.mul_(1 - new_gate * new_gate)
-        torch.mul(dx_n, p.hn[t], out=dx_r)
-        dx_r.mul_(reset_gate - reset_gate * reset_gate)
-        dh_r.copy_(dx_r)
-        dh_z.copy_(dx_z)
-        torch.mul(dx_n, reset_gate, out=dh_n)
-        dh = p.recurrent_backward(p.dhh[t], t) + dh_new * update_gate
-        if dh_prev is not None:
-            dh = dh + dh_prev
-    p.dh0 = dh
+        gh, gp = settle.split(dh, t)  # ∂L/∂h' and the zoneout/length share to h_{t-1}
+        d3[t].mul_(gh.unsqueeze(1))  # δr, δz, δh_n
+        dnv[t].mul_(gh)  # δn
+        direct = torch.mul(gh, z_s[t]) if gp is None else gp.addcmul_(gh, z_s[t])
+        dh = rec.grad(dv[t], t, direct)
+    r.d_rec, r.dn, r.dh0 = D, dn, dh
 
 
-def rnn_forward(p) -> None:
-    T = p.xg.shape[0]
-    w_hh_t = p.w_hh.t()
-    for t in range(T):
-        h, a = p.hs[t], p.xg[t]
-        p.recurrent(a, h, w_hh_t, t)
-        a.tanh_() if p.mode == "RNN_TANH" else a.relu_()
-        valid = None if p.valid is None else p.valid[t]
-        p.hs[t + 1] = settle(a, h, at(p.keep_h, t), valid)
-
-
-def rnn_backward(p, dy, dh) -> None:
-    T = p.xg.shape[0]
-    p.dgates = p.xg.new_empty(p.xg.shape)
-    for t in range(T - 1, -1, -1):
-        valid = None if p.valid is None else p.vf[t]
-        dh_new, dh_prev = unsettle(dh + dy[t], at(p.keep_h, t), valid)
-        act, da = p.xg[t], p.dgates[t]
-        if p.mode == "RNN_TANH":
-            torch.mul(dh_new, 1 - act * act, out=da)
-        else:
-            torch.mul(dh_new, act > 0, out=da)
-        dh = p.recurrent_backward(da, t)
-        if dh_prev is not None:
-            dh = dh + dh_prev
-    p.dh0 = dh
+def input_side(r):
+    """∂L/∂(input-side pre-activations): the recurrent side with δn in place of δh_n
+    (``r.d_rec`` is overwritten: call after the recurrent weights' gradients)."""
+    H = r.dn.shape[-1]
+    r.d_rec[..., 2 * H :].copy_(r.dn)
+    return r.d_rec

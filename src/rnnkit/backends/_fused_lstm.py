@@ -1,121 +1,149 @@
-"""The LSTM time loops of the fused backend: forward, then BPTT by hand.
+r"""The LSTM time loops of the fused backend: forward, then BPTT by hand.
 
-``p`` holds the inputs and buffers (see ``fused.py``): ``xg`` (T, B, 4H) the input gate
-pre-activations with both biases, turned in place into the activations i, f, g, o;
-``hs`` (T+1, B, P) and ``cs`` (T+1, B, H) the settled states. Work that does not depend
-on the carried gradient (activation derivatives, layer-norm gains) is done for all
-steps at once outside the loop.
+``r`` is the run (see ``fused.py``). Forward turns ``r.acts`` (T, B, 4H), the input
+gate pre-activations with both biases, in place into the activations i, f, g, o, and
+writes the states into ``r.hbuf`` (T, B, P) and ``r.cbuf`` (T, B, H). Backward writes
+∂L/∂(gate pre-activations) into a fresh (T, B, 4H) buffer, first filled with what each
+gradient is multiplied by (computed for all steps at once), then scaled step by step:
+
+.. math::
+    \delta o = \delta h' \odot \tanh(\tilde c) \sigma'(o), \qquad
+    \delta c' = \delta c_{carried} + \mathrm{LN_c}'^T(\delta h' \odot o \tanh'(\tilde c)) \\
+    \delta i, \delta f, \delta g = \delta c' \odot (g \sigma'(i),\ c \sigma'(f),\ i \tanh'(g)),
+    \qquad \delta c_{t-1} = \delta c' \odot f + \ldots
+
+with :math:`\tilde c = \mathrm{LN_c}(c')` and δh' the gradient of the projected output.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rnnkit.backends._fused_common import (
-    at,
-    ln_backward,
-    ln_forward,
-    ln_gain_grad,
-    settle_,
-    unsettle,
-)
+from rnnkit.backends._fused_common import ln, ln_backward, steps
 
 
-def forward(p) -> None:
-    T, B, G = p.xg.shape
+def forward(r) -> dict:
+    """Run the LSTM forward; return the tensors backward needs."""
+    acts, w = r.acts, r.w
+    T, B, G = acts.shape
     H = G // 4
-    p.cs = p.xg.new_empty(T + 1, B, H)
-    p.cs[0] = p.c0
-    p.tc = p.xg.new_empty(T, B, H)  # tanh(LN(c'))
-    if p.w_hr is not None:
-        p.otc = p.xg.new_empty(T, B, H)  # o * tanh(LN(c')), the projection's input
-    if p.ln_c_weight is not None:
-        p.cnew = p.xg.new_empty(T, B, H)
-        p.c_mean, p.c_rstd = p.xg.new_empty(T, B, 1), p.xg.new_empty(T, B, 1)
-    w_hh_t = p.w_hh.t()
-    for t in range(T):
-        h, c, a = p.hs[t], p.cs[t], p.xg[t]
-        p.recurrent(a, h, w_hh_t, t)  # a += LN(W_hh (h * m))
-        a[:, : 2 * H].sigmoid_()
-        a[:, 2 * H : 3 * H].tanh_()
-        a[:, 3 * H :].sigmoid_()
-        in_gate, forget_gate, cell_gate, out_gate = a.split(H, dim=1)
-        c_new = p.cnew[t] if p.ln_c_weight is not None else p.cs[t + 1]
-        torch.mul(forget_gate, c, out=c_new)
-        c_new.addcmul_(in_gate, cell_gate)  # c' = f c + i g
-        if p.ln_c_weight is None:
-            torch.tanh(c_new, out=p.tc[t])
+    r.hbuf = acts.new_empty(T, B, r.h0.shape[-1])
+    r.cbuf = acts.new_empty(T, B, H)
+    hv, cv = (r.h0, *r.hbuf.unbind(0)), (r.c0, *r.cbuf.unbind(0))
+    if r.settle_c.w is None:  # c' is the stored state itself
+        cnew, cnv = r.cbuf, cv[1:]
+    elif w.ln_c_weight is not None:  # c' kept for the cell norm's backward
+        cnew, cnv = steps(acts, T, (B, H), r.keep)
+    else:
+        cnew, cnv = None, [acts.new_empty(B, H)] * T
+    tc, tcv = steps(acts, T, (B, H), r.keep)  # tanh(LN_c(c'))
+    otc, otcv = steps(acts, T, (B, H), r.keep) if w.w_hr is not None else (None, None)
+    c_mean, c_rstd = _loop(r, hv, cv, cnv, tcv, otcv)
+    return {"acts": acts, "c0": r.c0, "cbuf": r.cbuf, "cnew": cnew, "tc": tc, "otc": otc,
+            "c_mean": c_mean, "c_rstd": c_rstd}
+
+
+def _loop(r, hv, cv, cnv, tcv, otcv):
+    """The time loop: one recurrent product and ~12 small in-place ops per step."""
+    acts, rec, settle_h, settle_c = r.acts, r.rec, r.settle_h, r.settle_c
+    H = acts.shape[-1] // 4
+    gain, bias = r.w.ln_c_weight, r.w.ln_c_bias
+    w_hr_t = None if r.w.w_hr is None else r.w.w_hr.t().contiguous()
+    av, if_s = acts.unbind(0), acts[..., : 2 * H].unbind(0)
+    i_s, f_s, g_s, o_s = (acts[..., k * H : (k + 1) * H].unbind(0) for k in range(4))
+    means, rstds = [], []
+    for t in range(len(av)):
+        h, c, cn, tc = hv[t], cv[t], cnv[t], tcv[t]
+        rec.add_(av[t], h, t)  # the pre-activations: x side + LN(W_hh (h ⊙ m)) + b_hh
+        if_s[t].sigmoid_()
+        g_s[t].tanh_()
+        o_s[t].sigmoid_()
+        torch.mul(f_s[t], c, out=cn)
+        cn.addcmul_(i_s[t], g_s[t])  # c' = f c + i g
+        if gain is None:
+            torch.tanh(cn, out=tc)
         else:
-            cn, p.c_mean[t], p.c_rstd[t] = ln_forward(c_new, p.ln_c_weight, p.ln_c_bias)
-            torch.tanh(cn, out=p.tc[t])
-            p.cs[t + 1] = c_new
-        if p.w_hr is None:
-            torch.mul(out_gate, p.tc[t], out=p.hs[t + 1])
+            out, mean, rstd = ln(cn, gain, bias)
+            torch.tanh(out, out=tc)
+            means.append(mean)
+            rstds.append(rstd)
+        if w_hr_t is None:
+            torch.mul(o_s[t], tc, out=hv[t + 1])  # h' = o tanh(LN_c(c'))
         else:
-            torch.mul(out_gate, p.tc[t], out=p.otc[t])
-            torch.mm(p.otc[t], p.w_hr.t(), out=p.hs[t + 1])  # (B, P)
-        valid = None if p.valid is None else p.valid[t]
-        settle_(p.hs[t + 1], h, at(p.keep_h, t), valid)
-        settle_(p.cs[t + 1], c, at(p.keep_c, t), valid)
+            torch.mm(torch.mul(o_s[t], tc, out=otcv[t]), w_hr_t, out=hv[t + 1])
+        settle_h.step_(hv[t + 1], h, t)
+        if cn is not cv[t + 1]:
+            settle_c.step_into(cv[t + 1], cn, c, t)
+    return (torch.stack(means), torch.stack(rstds)) if means else (None, None)
 
 
-def _gate_factors(p, H: int) -> None:
-    """Turn the saved activations i, f, g, o into what each gate's gradient is
-    multiplied by, for all steps at once and in place (no extra (T, B, 4H) buffer):
+def _factors(r):
+    """What each gate's gradient is multiplied by, for all steps at once:
+    D = (g σ'(i), c_{t-1} σ'(f), i tanh'(g), tanh(c̃) σ'(o)) (T, B, 4H), and the path
+    from h' to the normalised cell, o tanh'(c̃) (T, B, H). The saved activations are
+    left untouched, so a second backward (retain_graph=True) finds them intact."""
+    si, sf, tg, so = r.acts.chunk(4, dim=-1)  # (T, B, H) each
+    D = torch.empty_like(r.acts)
+    d_i, d_f, d_g, d_o = D.chunk(4, dim=-1)
+    torch.addcmul(si, si, si, value=-1, out=d_i).mul_(tg)
+    torch.addcmul(sf, sf, sf, value=-1, out=d_f)
+    d_f[0].mul_(r.c0)
+    d_f[1:].mul_(r.cbuf[:-1])
+    torch.mul(si, tg, out=d_g)
+    torch.addcmul(si, d_g, tg, value=-1, out=d_g)
+    torch.addcmul(so, so, so, value=-1, out=d_o).mul_(r.tc)
+    ot = so * r.tc
+    torch.addcmul(so, ot, r.tc, value=-1, out=ot)
+    return D, ot
 
-        i <- g·σ'(i),  f <- σ'(f),  g <- i·tanh'(g),  o <- tanh(LN(c'))·σ'(o)
 
-    with σ' = σ(1 - σ), tanh' = 1 - tanh². Keeps σ(f) (for the cell's carried
-    gradient) and o·tanh'(LN(c')) (the path from h' to the normalised cell). Done once
-    per forward, so a second backward (retain_graph=True) finds the factors ready."""
-    if getattr(p, "forget", None) is not None:
-        return
-    in_gate, forget_gate, cell_gate, out_gate = p.xg.split(H, dim=-1)  # (T, B, H) each
-    p.forget = forget_gate.clone()
-    p.out_tc = out_gate * (1 - p.tc * p.tc)
-    in_factor = in_gate * (1 - in_gate) * cell_gate
-    cell_gate.mul_(cell_gate).neg_().add_(1).mul_(in_gate)
-    in_gate.copy_(in_factor)
-    forget_gate.mul_(1 - forget_gate)
-    out_gate.mul_(1 - out_gate).mul_(p.tc)
+def backward(r, dy, dh, dc) -> None:
+    """Set ``r.d_rec`` (T, B, 4H), ``r.dh0``, ``r.dc0`` and the projection and
+    cell-norm gradients."""
+    D, ot = _factors(r)
+    r.settle_h.prepare(dy)
+    r.settle_c.prepare(None)
+    dhp = None if r.w.w_hr is None else r.hbuf.new_empty(r.hbuf.shape)
+    dh, dc = _backward_loop(r, D, ot, dhp, dh, dc)
+    r.d_rec, r.dh0, r.dc0 = D, dh, dc.clone()  # dc may be a view into ``ot``
+    w = r.w
+    if w.ln_c_weight is not None:
+        cnew = r.cbuf if r.cnew is None else r.cnew
+        mask = (False, True, w.ln_c_bias is not None)
+        _, r.d_ln_c_weight, r.d_ln_c_bias = ln_backward(ot, cnew, r.c_mean, r.c_rstd,
+                                                        w.ln_c_weight, w.ln_c_bias, mask)
+    if dhp is not None:  # δW_hr = Σ_t δh'_t^T (o tanh(c̃))_t
+        P, H = w.w_hr.shape
+        r.d_w_hr = dhp.view(-1, P).t() @ r.otc.view(-1, H)
 
 
-def backward(p, dy, dh, dc) -> None:
-    """Fill ``p.dgates`` (T, B, 4H) with ∂L/∂(gate pre-activations); set ``p.dh0``,
-    ``p.dc0`` and the cell-norm and projection gradients."""
-    T, B, G = p.xg.shape
+def _backward_loop(r, D, ot, dhp, dh, dc):
+    T, B, G = D.shape
     H = G // 4
-    _gate_factors(p, H)
-    p.dgates = p.xg.new_empty(T, B, G)
-    d_cn_all = p.xg.new_empty(T, B, H) if p.ln_c_weight is not None else None
-    if p.w_hr is not None:
-        p.dh_proj = p.xg.new_empty(T, B, p.w_hr.shape[0])
+    rec, settle_h, settle_c, w = r.rec, r.settle_h, r.settle_c, r.w
+    gain, bias, w_hr = w.ln_c_weight, w.ln_c_bias, w.w_hr
+    dv, d_ifg, d_o = D.unbind(0), D.view(T, B, 4, H)[:, :, :3].unbind(0), D[..., 3 * H :].unbind(0)
+    otv, sf = ot.unbind(0), r.acts[..., H : 2 * H].unbind(0)
+    dhpv = None if dhp is None else dhp.unbind(0)
+    if gain is not None:
+        cnv = (r.cbuf if r.cnew is None else r.cnew).unbind(0)
+        c_means, c_rstds = r.c_mean.unbind(0), r.c_rstd.unbind(0)
     for t in range(T - 1, -1, -1):
-        valid = None if p.valid is None else p.vf[t]
-        dh_new, dh_prev = unsettle(dh + dy[t], at(p.keep_h, t), valid)
-        dc_new, dc_prev = unsettle(dc, at(p.keep_c, t), valid)
-        if p.w_hr is not None:
-            p.dh_proj[t] = dh_new
-            dh_new = dh_new @ p.w_hr  # (B, H)
-        f_in, f_forget, f_cell, f_out = p.xg[t].split(H, dim=1)  # the factors
-        d_in, d_forget, d_cell, d_out = p.dgates[t].split(H, dim=1)
-        torch.mul(f_out, dh_new, out=d_out)
-        if p.ln_c_weight is None:
-            dc_new = dc_new + dh_new * p.out_tc[t]
-        else:
-            d_cn = torch.mul(dh_new, p.out_tc[t], out=d_cn_all[t])
-            dc_new = dc_new + ln_backward(d_cn, p.cnew[t], p.c_mean[t], p.c_rstd[t],
-                                          p.ln_c_weight, p.ln_c_bias, params=False)
-        torch.mul(f_in, dc_new, out=d_in)
-        torch.mul(f_forget, dc_new, out=d_forget).mul_(p.cs[t])
-        torch.mul(f_cell, dc_new, out=d_cell)
-        dc = dc_new.mul_(p.forget[t])
-        if dc_prev is not None:
-            dc += dc_prev
-        dh = p.recurrent_backward(p.dgates[t], t)  # ∂L/∂h_{t-1} through W_hh
-        if dh_prev is not None:
-            dh += dh_prev
-    p.dh0, p.dc0 = dh, dc
-    if p.ln_c_weight is not None:
-        p.d_ln_c_weight = ln_gain_grad(d_cn_all, p.cnew, p.c_mean, p.c_rstd)
-        p.d_ln_c_bias = d_cn_all.sum((0, 1))
+        gh, gp = settle_h.split(dh, t)  # ∂L/∂h' and the zoneout/length share to h_{t-1}
+        if dhpv is not None:
+            dhpv[t].copy_(gh)
+            gh = torch.mm(gh, w_hr)  # (B, H): ∂L/∂(o tanh(c̃))
+        d_o[t].mul_(gh)
+        dcn = otv[t].mul_(gh)  # ∂L/∂c̃
+        if gain is not None:
+            dcn = ln_backward(dcn, cnv[t], c_means[t], c_rstds[t], gain, bias)[0]
+        dcn = settle_c.keep_new_(dcn, dc, t)  # ∂L/∂c'
+        d_ifg[t].mul_(dcn.unsqueeze(1))  # δi, δf, δg
+        dc = settle_c.carry(dcn, sf[t], dc, t)  # ∂L/∂c_{t-1}
+        dh = rec.grad(dv[t], t, gp)  # ∂L/∂h_{t-1}
+    return dh, dc
+
+
+def input_side(r):
+    """∂L/∂(input-side pre-activations): the same as the recurrent side's."""
+    return r.d_rec

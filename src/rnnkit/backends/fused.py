@@ -1,12 +1,28 @@
-"""The fused backend: backpropagation through time written out by hand.
+r"""The fused backend: backpropagation through time written out by hand.
 
-One ``torch.autograd.Function`` per layer and direction. Forward computes the input
-projection of all T steps as one matrix product, then loops only the recurrent product
-and the gate arithmetic, keeping what backward needs (gate activations, states,
-layer-norm statistics). Backward walks time in reverse, computing the gate, hidden and
-cell gradients step by step into one (T, B, G*H) buffer, then the weight gradients as
-single matrix products over all steps. It works in eval mode and under any dtype or
-device torch supports; ``docs/engine.md`` derives the equations.
+One ``torch.autograd.Function`` per layer and direction, computing exactly what
+:func:`rnnkit.backends.reference.run_direction` computes.
+
+Forward:
+
+1) the input share of the gates for all T steps as one matrix product,
+   :math:`\mathrm{LN}(X W_{ih}^T) + b` (T·B, G), normalised once for all steps;
+2) a time loop doing only what must be sequential: the recurrent product
+   :math:`(h \odot m) W_{hh}^T` and the gate arithmetic, in place in preallocated
+   buffers, keeping the activations, states and layer-norm statistics backward needs.
+
+Backward walks time in reverse with the carried gradients δh (and δc), writing
+∂L/∂(gate pre-activations) δG into a (T, B, G) buffer, then computes the rest as
+single products and sums over all steps:
+
+.. math::
+    \delta W_{ih} = \delta G^T X, \quad \delta X = \delta G\, W_{ih}, \quad
+    \delta W_{hh} = \delta G_{hh}^T (H_{prev} \odot m), \quad \delta b = \textstyle\sum \delta G
+
+(through the layer norms' backward where they are on). The tensors kept for backward
+go through ``ctx.save_for_backward``, so autograd frees them as soon as this direction's
+backward has run; nothing saved is modified, so ``retain_graph=True`` works. Pure torch
+operations: any device, float32 or float64, eval mode and ``torch.no_grad`` included.
 """
 
 from __future__ import annotations
@@ -17,129 +33,15 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from rnnkit.backends import _fused_gru, _fused_lstm
-from rnnkit.backends._fused_common import ln_backward, ln_forward, ln_gain_grad
+from rnnkit.backends import _fused_gru, _fused_lstm, _fused_rnn
+from rnnkit.backends._fused_common import Recurrent, Settle, ln, ln_backward
 from rnnkit.backends.spec import Masks, State
 from rnnkit.cells import Weights
 
-_LOOPS = {
-    "LSTM": (_fused_lstm.forward, _fused_lstm.backward),
-    "GRU": (_fused_gru.gru_forward, _fused_gru.gru_backward),
-    "RNN_TANH": (_fused_gru.rnn_forward, _fused_gru.rnn_backward),
-    "RNN_RELU": (_fused_gru.rnn_forward, _fused_gru.rnn_backward),
-}
-
-
-class _Run(SimpleNamespace):
-    """Inputs and buffers of one call, with the recurrent product and its gradient."""
-
-    def _masked(self, h: Tensor) -> Tensor:
-        return h if self.drop is None else h * self.drop
-
-    def recurrent(self, a: Tensor, h: Tensor, w_hh_t: Tensor, t: int) -> None:
-        """``a += LN(W_hh (h * m))`` in place (LSTM and RNN; biases are already in ``a``)."""
-        if self.ln_hh is None:
-            a.addmm_(self._masked(h), w_hh_t)
-            return
-        torch.mm(self._masked(h), w_hh_t, out=self.hpre[t])
-        out, self.h_mean[t], self.h_rstd[t] = ln_forward(self.hpre[t], self.ln_hh)
-        a.add_(out)
-
-    def recurrent_gates(self, h: Tensor, t: int) -> Tensor:
-        """``LN(W_hh (h * m)) + b_hh`` as a new (B, G*H) tensor (GRU)."""
-        if self.ln_hh is None:
-            g = self._masked(h) @ self.w_hh.t()
-        else:
-            torch.mm(self._masked(h), self.w_hh.t(), out=self.hpre[t])
-            g, self.h_mean[t], self.h_rstd[t] = ln_forward(self.hpre[t], self.ln_hh)
-        return g if self.b_hh is None else g.add_(self.b_hh)
-
-    def recurrent_backward(self, dg: Tensor, t: int) -> Tensor:
-        """∂L/∂h_{t-1} through the recurrent product, given ∂L/∂(its LN output)."""
-        if self.ln_hh is not None:
-            dg = ln_backward(dg, self.hpre[t], self.h_mean[t], self.h_rstd[t], self.ln_hh,
-                             params=False)
-            self.dhpre[t] = dg
-        dh = dg @ self.w_hh
-        return dh if self.drop is None else dh.mul_(self.drop)
-
-
-class _FusedDirection(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, ln_ih, ln_hh,
-                ln_c_weight, ln_c_bias, drop, keep_h, keep_c, valid):
-        p = _Run(mode=mode, x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, w_hr=w_hr,
-                 ln_ih=ln_ih, ln_hh=ln_hh, ln_c_weight=ln_c_weight, ln_c_bias=ln_c_bias,
-                 drop=drop, keep_h=keep_h, keep_c=keep_c, valid=valid, c0=c0)
-        T, B, I = x.shape
-        G = w_ih.shape[0]
-        xg = torch.mm(x.reshape(T * B, I), w_ih.t()).view(T, B, G)  # all steps at once
-        if ln_ih is not None:
-            p.xpre = xg
-            xg, p.x_mean, p.x_rstd = ln_forward(xg, ln_ih)
-        if b_ih is not None:
-            xg += b_ih
-        if b_hh is not None and mode != "GRU":
-            xg += b_hh
-        p.xg = xg
-        p.hs = xg.new_empty(T + 1, B, h0.shape[-1])
-        p.hs[0] = h0
-        if ln_hh is not None:
-            p.hpre = xg.new_empty(T, B, G)
-            p.h_mean, p.h_rstd = xg.new_empty(T, B, 1), xg.new_empty(T, B, 1)
-        if valid is not None:
-            p.vf = valid.to(x.dtype)
-        _LOOPS[mode][0](p)
-        ctx.p = p
-        y = p.hs[1:] * p.vf if valid is not None else p.hs[1:].clone()
-        if mode == "LSTM":
-            return y, p.hs[T].clone(), p.cs[T].clone()
-        return y, p.hs[T].clone()
-
-    @staticmethod
-    def backward(ctx, dy, dh, dc=None):
-        p = ctx.p
-        T, B, I = p.x.shape
-        G = p.w_ih.shape[0]
-        dy = torch.zeros_like(p.hs[1:]) if dy is None else dy
-        if p.valid is not None:
-            dy = dy * p.vf  # outputs past the end were zeroed
-        dh = torch.zeros_like(p.hs[0]) if dh is None else dh
-        if p.ln_hh is not None:
-            p.dhpre = p.xg.new_empty(T, B, G)
-        if p.mode == "LSTM":
-            dc = torch.zeros_like(p.cs[0]) if dc is None else dc
-            _fused_lstm.backward(p, dy, dh, dc)
-        else:
-            _LOOPS[p.mode][1](p, dy, dh)
-        if p.ln_hh is not None:  # the recurrent layer norm's gain, for all steps at once
-            dhh = getattr(p, "dhh", p.dgates)
-            p.d_ln_hh = ln_gain_grad(dhh, p.hpre, p.h_mean, p.h_rstd)
-        return (None,) + _weight_grads(ctx, p, T, B, I, G) + (None,) * 4
-
-
-def _weight_grads(ctx, p, T: int, B: int, I: int, G: int) -> tuple:
-    """Gradients of x, h0, c0 and every weight, as matrix products over all steps."""
-    need = ctx.needs_input_grad  # (mode, x, h0, c0, w_ih, w_hh, ...)
-    dgates = p.dgates  # (T, B, G): ∂L/∂(input-side gate pre-activations)
-    dhh = getattr(p, "dhh", dgates)  # ∂L/∂(recurrent-side pre-activations, after LN)
-    d_ln_ih = None
-    if p.ln_ih is not None:
-        dgates, d_ln_ih, _ = ln_backward(dgates, p.xpre, p.x_mean, p.x_rstd, p.ln_ih)
-    dgates2 = dgates.reshape(T * B, G)
-    dx = (dgates2 @ p.w_ih).view(T, B, I) if need[1] else None
-    dw_ih = dgates2.t() @ p.x.reshape(T * B, I)
-    h_prev = p._masked(p.hs[:-1])  # (T, B, P): what W_hh multiplied
-    dpre = p.dhpre if p.ln_hh is not None else dhh
-    dw_hh = dpre.reshape(T * B, G).t() @ h_prev.reshape(T * B, -1)
-    db_ih = p.dgates.sum((0, 1)) if p.b_ih is not None else None
-    db_hh = dhh.sum((0, 1)) if p.b_hh is not None else None
-    dw_hr = None
-    if p.w_hr is not None:
-        dw_hr = p.dh_proj.reshape(T * B, -1).t() @ p.otc.reshape(T * B, -1)
-    return (dx, p.dh0, getattr(p, "dc0", None), dw_ih, dw_hh, db_ih, db_hh, dw_hr, d_ln_ih,
-            getattr(p, "d_ln_hh", None), getattr(p, "d_ln_c_weight", None),
-            getattr(p, "d_ln_c_bias", None))
+_CELLS = {"LSTM": _fused_lstm, "GRU": _fused_gru, "RNN_TANH": _fused_rnn, "RNN_RELU": _fused_rnn}
+#: The arguments of ``_FusedDirection.forward`` after ``ctx``, in order.
+_ARGS = ("mode", "keep", "x", "h0", "c0", *Weights._fields, "drop", "keep_h", "keep_c", "valid")
+_SETTLES = ("settle_h", "settle_c")
 
 
 def run_direction(
@@ -154,7 +56,135 @@ def run_direction(
     """Same contract as :func:`rnnkit.backends.reference.run_direction`."""
     if state_hook is not None:
         raise ValueError("the fused backend cannot call a state hook; use backend='reference'")
+    if mode not in _CELLS:
+        raise ValueError(f"mode must be one of {tuple(_CELLS)}, got {mode!r}")
     c0 = state[1] if mode == "LSTM" else None
-    out = _FusedDirection.apply(mode, x, state[0], c0, *w, masks.drop, masks.keep_h,
-                                masks.keep_c, valid)
-    return out[0], tuple(out[1:])
+    keep = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, *state, *w))
+    y, *finals = _FusedDirection.apply(mode, keep, x, state[0], c0, *w, masks.drop,
+                                       masks.keep_h, masks.keep_c, valid)
+    return y, tuple(finals)
+
+
+class _FusedDirection(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, mode, keep, x, h0, c0, *rest):
+        *weights, drop, keep_h, keep_c, valid = rest
+        w = Weights(*weights)
+        r = SimpleNamespace(mode=mode, keep=keep, x=x, h0=h0, c0=c0, w=w, drop=drop,
+                            valid=valid, rec=Recurrent(w.w_hh, w.ln_hh, drop))
+        r.settle_h = Settle.of(keep_h, valid, x)
+        r.settle_c = Settle.of(keep_c, valid, x) if mode == "LSTM" else None
+        _input_projection(r)
+        r.rec.start_forward(r.acts, keep, w.b_hh if mode == "GRU" else None)
+        saved = _CELLS[mode].forward(r)
+        r.rec.finish_forward()
+        y = r.hbuf if valid is None else r.hbuf * valid  # outputs past the end are zero
+        finals = [r.hbuf[-1].clone()] + ([r.cbuf[-1].clone()] if mode == "LSTM" else [])
+        if keep:
+            _save(ctx, r, saved)
+        return (y, *finals)
+
+    @staticmethod
+    def backward(ctx, dy, dh, dc=None):
+        r = _load(ctx)
+        need = dict(zip(_ARGS, ctx.needs_input_grad))
+        r.rec.start_backward()
+        if r.mode == "GRU":  # its update-gate factor needs the previous states
+            r.hprev = _previous_states(r)
+        if r.valid is not None:
+            dy = dy * r.valid
+        if r.mode == "LSTM":
+            _fused_lstm.backward(r, dy, dh, dc)
+        else:
+            _CELLS[r.mode].backward(r, dy, dh)
+        dw_hh, db_hh, d_ln_hh = _recurrent_grads(r, need)
+        dx, dw_ih, db_ih, d_ln_ih = _input_grads(r, need, db_hh)
+        return (None, None, dx, r.dh0, getattr(r, "dc0", None), dw_ih, dw_hh, db_ih, db_hh,
+                getattr(r, "d_w_hr", None), d_ln_ih, d_ln_hh, getattr(r, "d_ln_c_weight", None),
+                getattr(r, "d_ln_c_bias", None), None, None, None, None)
+
+
+def _input_projection(r) -> None:
+    """``r.acts`` (T, B, G): LN(x W_ih^T) + b for all steps, b = b_ih (+ b_hh but for GRU)."""
+    x, w = r.x, r.w
+    T, B, I = x.shape
+    x2 = x.reshape(T * B, I)
+    biases = [b for b in (w.b_ih, None if r.mode == "GRU" else w.b_hh) if b is not None]
+    bias = sum(biases[1:], biases[0]) if biases else None
+    r.xpre = r.x_mean = r.x_rstd = None
+    if w.ln_ih is None:
+        acts = torch.mm(x2, w.w_ih.t()) if bias is None else torch.addmm(bias, x2, w.w_ih.t())
+    else:
+        r.xpre = torch.mm(x2, w.w_ih.t())  # (T·B, G)
+        acts, r.x_mean, r.x_rstd = ln(r.xpre, w.ln_ih, bias)
+    r.acts = acts.view(T, B, -1)
+
+
+def _save(ctx, r, saved: dict) -> None:
+    """Keep for backward, through ``save_for_backward``, what the cell's loops need."""
+    tensors = dict(saved, x=r.x, h0=r.h0, drop=r.drop, valid=r.valid, hbuf=r.hbuf,
+                   xpre=r.xpre, x_mean=r.x_mean, x_rstd=r.x_rstd, pre=r.rec.pre,
+                   mean=r.rec.mean, rstd=r.rec.rstd, **r.w._asdict())
+    ctx.floats = {}
+    for name in _SETTLES:
+        settle = getattr(r, name)
+        if settle is not None and isinstance(settle.w, Tensor):
+            tensors[name] = settle.w
+        else:
+            ctx.floats[name] = None if settle is None else settle.w
+    ctx.mode, ctx.names = r.mode, tuple(tensors)
+    ctx.save_for_backward(*tensors.values())
+
+
+def _load(ctx) -> SimpleNamespace:
+    r = SimpleNamespace(mode=ctx.mode, **dict(zip(ctx.names, ctx.saved_tensors)))
+    r.w = Weights(*(getattr(r, f) for f in Weights._fields))
+    for name in _SETTLES:
+        w = ctx.floats[name] if name in ctx.floats else getattr(r, name)
+        setattr(r, name, None if name == "settle_c" and r.mode != "LSTM" else Settle(w))
+    r.rec = Recurrent(r.w.w_hh, r.w.ln_hh, r.drop, r.pre, r.mean, r.rstd)
+    return r
+
+
+def _previous_states(r) -> Tensor:
+    """(T, B, P): the state each step started from, h_0 … h_{T-1} (a fresh tensor)."""
+    return torch.cat((r.h0.unsqueeze(0), r.hbuf[:-1]))
+
+
+def _recurrent_grads(r, need: dict):
+    """(δW_hh, δb_hh, δ LN_hh gain): from ∂L/∂(recurrent share) ``r.d_rec``, before
+    the input side (which may overwrite it) is formed."""
+    w, rec, d = r.w, r.rec, r.d_rec
+    d_ln_hh = dw_hh = db_hh = None
+    if w.ln_hh is not None and need["ln_hh"]:
+        d_ln_hh = ln_backward(d, rec.pre, rec.mean, rec.rstd, w.ln_hh, None,
+                              (False, True, False))[1]
+    if w.b_hh is not None and need["b_hh"]:
+        db_hh = d.sum((0, 1))
+    if need["w_hh"]:
+        hm = r.hprev if r.mode == "GRU" else _previous_states(r)
+        if r.drop is not None:
+            hm.mul_(r.drop)  # what W_hh multiplied
+        dpre = d if w.ln_hh is None else rec.dpre
+        dw_hh = dpre.reshape(-1, dpre.shape[-1]).t() @ hm.reshape(-1, hm.shape[-1])
+    r.hprev = rec.dpre = None
+    return dw_hh, db_hh, d_ln_hh
+
+
+def _input_grads(r, need: dict, db_hh: Optional[Tensor]):
+    """(δx, δW_ih, δb_ih, δ LN_ih gain) as one product (or sum) each over all steps."""
+    w, x = r.w, r.x
+    T, B, I = x.shape
+    d = _CELLS[r.mode].input_side(r)
+    d_ln_ih = db_ih = None
+    if w.b_ih is not None and need["b_ih"]:
+        same = r.mode != "GRU" and db_hh is not None  # LSTM and RNN: one bias gradient
+        db_ih = db_hh if same else d.sum((0, 1))
+    d = d.view(T * B, -1)
+    if w.ln_ih is not None:
+        mask = (need["x"] or need["w_ih"], need["ln_ih"], False)
+        d, d_ln_ih, _ = ln_backward(d, r.xpre, r.x_mean, r.x_rstd, w.ln_ih, None, mask)
+    dx = (d @ w.w_ih).view(T, B, I) if need["x"] else None
+    dw_ih = d.t() @ x.reshape(T * B, I) if need["w_ih"] else None
+    return dx, dw_ih, db_ih, d_ln_ih
