@@ -1,16 +1,100 @@
-"""The ``rnnkit`` command line. Errors in what the user gave: one line, exit code 2."""
+"""The ``rnnkit`` command line. Errors in what the user gave: one line, exit code 2.
+
+    rnnkit train charlm [--config FILE] [--data FILE] [--out DIR] [--max-steps N]
+                        [--time-budget S] [--resume] [--json] [--section.key=value …]
+    rnnkit sample DIR [--prompt TEXT] [--length N] [--temperature T] [--top-k K]
+                      [--top-p P] [--seed S]
+    rnnkit eval DIR [--data FILE] [--json]
+    rnnkit vanishing [--out DIR] …    (alias: demo) vanishing gradients, RNN against LSTM
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import sys
+from pathlib import Path
 
 EXIT_USAGE = 2
+TASKS = ("charlm", "wordlm")
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rnnkit import config as configs
+    from rnnkit.tasks import lm_runs
+    from rnnkit.tasks.lm import LMConfig
+    from rnnkit.training import load_checkpoint
+
+    out = Path(args.out or f"runs/{args.task}")
+    given = [*overrides]
+    if args.data is not None:
+        given.append(f"data.corpus={args.data}")
+    if args.max_steps is not None:
+        given.append(f"train.max_steps={args.max_steps}")
+    if args.time_budget is not None:
+        given.append(f"train.time_budget={args.time_budget}")
+    if args.resume:  # the run's own config, then what this command line changes
+        base = configs.from_dict(LMConfig, load_checkpoint(out / "checkpoint.pt")["config"])
+        cfg = configs.load(LMConfig, None, given, base=base)
+    else:
+        cfg = configs.load(LMConfig, args.config or default_config(args.task), given)
+    summary = lm_runs.train(args.task, cfg, out, resume=args.resume,
+                            progress=not args.json and not args.quiet)
+    if not _main_process():
+        return 0
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    text = lm_runs.sample(out, length=min(300, cfg.sample.length), seed=cfg.train.seed)
+    print(f"\nstep {summary['step']}: validation loss {summary.get('val_loss', float('nan')):.3f}"
+          + "".join(f", {k[4:]} {v:.3f}" for k, v in summary.items()
+                    if k in ("val_bpc", "val_ppl")))
+    print(f"\n--- a sample (temperature {cfg.sample.temperature}) ---\n{text}\n---")
+    print(f"\nThe run is in {out}/: checkpoint.pt, best.pt, metrics.jsonl, loss.png, "
+          "gradient_flow.png, config.toml")
+    print(f"More text: rnnkit sample {out} --prompt 'ROMEO:'; test metrics: rnnkit eval {out}")
+    return 0
+
+
+def default_config(task: str) -> str | None:
+    """``configs/<task>/default.toml`` in the source tree, when there is one."""
+    here = Path(__file__).resolve().parents[2] / "configs" / task / "default.toml"
+    return str(here) if here.exists() else None
+
+
+def _sample(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rnnkit.tasks import lm_runs
+
+    _no_overrides(overrides)
+    print(lm_runs.sample(Path(args.dir), prompt=args.prompt, length=args.length,
+                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                         seed=args.seed))
+    return 0
+
+
+def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rnnkit.tasks import lm_runs
+
+    _no_overrides(overrides)
+    metrics = lm_runs.evaluate(Path(args.dir), args.data)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:14} {value:.4f}" if isinstance(value, float) else f"{key:14} {value}")
+    return 0
+
+
+def _vanishing(args: argparse.Namespace, overrides: list[str]) -> int:
     from rnnkit.demo import DemoConfig, run_demo
 
+    _no_overrides(overrides)
     if args.steps < 2 or args.train_steps < 1:
         raise ValueError(f"--steps must be >= 2 and --train-steps >= 1, got "
                          f"{args.steps} and {args.train_steps}")
@@ -28,36 +112,49 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from rnnkit.demo import DemoConfig
+def _no_overrides(overrides: list[str]) -> None:
+    if overrides:
+        raise ValueError(f"unrecognized arguments: {' '.join(overrides)}")
 
-    defaults = DemoConfig()
+
+def _config_keys() -> str:
+    from rnnkit.config import describe
+    from rnnkit.tasks.lm import LMConfig
+
+    rows = [f"  --{key}={default}  {help}" for key, default, help in describe(LMConfig)]
+    return "config keys (set in the TOML file or as --section.key=value):\n" + "\n".join(rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rnnkit.cli_args import add_eval, add_sample, add_train, add_vanishing
+
     parser = argparse.ArgumentParser(
-        prog="rnnkit", description="Recurrent neural networks on PyTorch.")
+        prog="rnnkit", description="Recurrent neural networks on PyTorch: train, sample "
+                                   "and evaluate recurrent models from the command line.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = sub.add_parser(
-        "demo", help="vanishing gradients: train a plain RNN and an LSTM on one task",
-        description="Train a plain RNN and an LSTM to recall the first symbol of a long "
-                    "sequence; print their accuracy and how ‖∂L/∂h_t‖ decays through time, "
-                    "and save the gradient-flow plot.")
-    demo.add_argument("--out", default="runs/demo", help="directory for the plot "
-                      "(default: %(default)s)")
-    demo.add_argument("--steps", type=int, default=defaults.steps,
-                      help="sequence length T, the distance to remember (default: %(default)s)")
-    demo.add_argument("--train-steps", type=int, default=defaults.train_steps,
-                      help="optimisation steps per model (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=defaults.seed,
-                      help="random seed (default: %(default)s)")
-    demo.set_defaults(func=_demo)
+    add_train(sub, _train, TASKS, _config_keys)
+    add_sample(sub, _sample)
+    add_eval(sub, _eval)
+    add_vanishing(sub, _vanishing)
     return parser
 
 
 def main(argv=None) -> int:
+    from rnnkit.training import StopTraining
+
+    logging.basicConfig(level=logging.WARNING, format="rnnkit: %(message)s")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    overrides = [a for a in rest if a.startswith("--") and "=" in a and "." in a.split("=")[0]]
+    unknown = [a for a in rest if a not in overrides]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return args.func(args)
-    except (ValueError, TypeError, ImportError) as e:
+        return args.func(args, overrides)
+    except StopTraining as e:
+        print(f"rnnkit: stopped: {e}", file=sys.stderr)
+        return e.exit_code
+    except (ValueError, TypeError, ImportError, FileNotFoundError) as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

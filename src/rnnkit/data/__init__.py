@@ -1,0 +1,1 @@
+"""Data: vocabularies, corpora from the package registries, and batching for recurrent models."""

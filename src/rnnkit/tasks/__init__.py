@@ -1,0 +1,1 @@
+"""Tasks: thin compositions of data, model, loss and metrics (one module per pipeline)."""

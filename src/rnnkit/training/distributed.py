@@ -1,0 +1,88 @@
+"""Several processes with ``torchrun``: one process per device, gradients averaged by
+DistributedDataParallel (gloo on CPU, nccl on GPU).
+
+Every process reads its own share of each global batch: rank r of N takes batch columns
+r·B/N … (r+1)·B/N - 1. A carried recurrent state (tensors with the batch in dim 1, the
+``torch.nn`` layout of ``h_0``) is gathered back into global-batch order for the
+checkpoint, so a checkpoint written by N processes resumes in any number of them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+@dataclass
+class Processes:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def start(cls, device: torch.device) -> "Processes":
+        """From torchrun's environment; a single process when it is not set."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    def columns(self, batch_size: int) -> slice:
+        """This process's share of a global batch of ``batch_size`` columns."""
+        if batch_size % self.world:
+            raise ValueError(f"batch_size {batch_size} does not split evenly over "
+                             f"{self.world} processes")
+        n = batch_size // self.world
+        return slice(self.rank * n, (self.rank + 1) * n)
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """Element-wise sum over processes."""
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def from_main(self, obj: Any) -> Any:
+        """``obj`` as the main process has it."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order."""
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def gather_state(self, state) -> Optional[tuple[Tensor, ...]]:
+        """The carried state of the global batch (batch in dim 1), on the CPU."""
+        if state is None:
+            return None
+        parts = self.gather(tuple(s.detach().cpu() for s in state))
+        return tuple(torch.cat(pieces, dim=1) for pieces in zip(*parts))
+
+    def shard_state(self, state, batch_size: int, device: torch.device):
+        if state is None:
+            return None
+        cols = self.columns(batch_size)
+        return tuple(s[:, cols].to(device) for s in state)
+
+    def stop(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
