@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # never resolves a bare `torch` to a multi-GB CUDA build. An existing torch is kept.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test install bench lint clean
+.PHONY: demo vanishing test install bench bench-charlm lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +16,24 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The main job: a character LSTM language model on Shakespeare, about three minutes on
+# two cores. Each `make demo` starts afresh in runs/demo.
 demo: install
-	$(PY) -m rnnkit demo --out runs/demo
+	rm -rf runs/demo
+	$(PY) -m rnnkit train charlm --out runs/demo
+
+# Vanishing gradients: a plain RNN against an LSTM, and the gradient-flow plot.
+vanishing: install
+	$(PY) -m rnnkit vanishing --out runs/vanishing
 
 test: install
 	$(PY) -m pytest
 
 bench: install
 	$(PY) benchmarks/bench_engine.py
+
+bench-charlm: install
+	$(PY) benchmarks/bench_charlm.py
 
 lint: install
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check src tests benchmarks

@@ -272,15 +272,16 @@ def write_atomically(path, text):
         raise
 
 
-def update_results(section):
-    """Replace the engine section of RESULTS.md, keeping the rest of the file."""
+def update_results(section, key="engine", title="Engine speed (bench_engine.py)"):
+    """Replace the ``key`` section of RESULTS.md (between its ``<!-- key:start -->`` and
+    ``<!-- key:end -->`` marks), keeping the rest of the file."""
     path = os.path.join(HERE, "RESULTS.md")
-    start, end = "<!-- engine:start -->", "<!-- engine:end -->"
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
     text = "# Benchmark results\n"
     if os.path.exists(path):
         with open(path) as f:
             text = f.read()
-    block = f"{start}\n## Engine speed (bench_engine.py)\n\n{section}\n{end}"
+    block = f"{start}\n## {title}\n\n{section}\n{end}"
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:

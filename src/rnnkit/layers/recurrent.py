@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Optional
 
 import torch
@@ -42,17 +43,19 @@ _EXTRAS_DOC = """
 class _Recurrent(RecurrentBase):
     def forward(self, input, hx=None, *, lengths: Optional[Tensor] = None):
         self._check_backend()
-        x, lengths, batched = self._prepare_input(input, lengths)
-        states = self._initial_state(hx, x, batched)
+        amp = _autocast_device(input)
+        x, lengths, batched = self._prepare_input(input, lengths, amp)
+        states = self._initial_state(_cast(hx, x.dtype) if amp else hx, x, batched)
         name = backends.choose(self.backend, native_ok=not self.has_extras(), x=x,
                                training=self.training, has_lengths=lengths is not None)
-        if name == "native":
+        if name == "native":  # under autocast, torch.nn's kernels choose their precision
             out, finals = native.run_stack(
                 x, states, self.flat_weights(), mode=self.mode, bias=self.bias,
                 num_layers=self.num_layers, dropout=self.dropout, training=self.training,
                 bidirectional=self.bidirectional, lengths=lengths)
-        else:
-            out, finals = run_stack(self, x, states, lengths, backends.per_direction(name))
+        else:  # the recurrence in the weights' precision: bf16 state would drift over time
+            with torch.autocast(amp, enabled=False) if amp else nullcontext():
+                out, finals = run_stack(self, x, states, lengths, backends.per_direction(name))
         if isinstance(input, PackedSequence):
             out = _repack(out, lengths, input)
         elif not batched:
@@ -61,8 +64,9 @@ class _Recurrent(RecurrentBase):
             out = out.transpose(0, 1)
         return out, (finals if self.mode == "LSTM" else finals[0])
 
-    def _prepare_input(self, input, lengths):
-        """Return ``x`` (T, B, I) time-major, checked lengths (or None), batched flag."""
+    def _prepare_input(self, input, lengths, amp: Optional[str] = None):
+        """Return ``x`` (T, B, I) time-major, checked lengths (or None), batched flag.
+        Under autocast (``amp``: its device type) ``x`` is cast to the weights' dtype."""
         if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError("lengths= cannot be combined with a PackedSequence input: "
@@ -85,6 +89,8 @@ class _Recurrent(RecurrentBase):
                              f"got shape {tuple(given.shape)}")
         if not x.is_floating_point():
             raise TypeError(f"input must be a floating-point tensor, got {x.dtype}")
+        if amp:
+            x = x.to(self.weight_ih_l0.dtype)
         _checks.same_dtype("input", x, self.weight_ih_l0.dtype)
         if x.shape[0] == 0:
             raise ValueError("input has no time steps (sequence length 0)")
@@ -139,6 +145,23 @@ class _Recurrent(RecurrentBase):
                 raise ValueError(f"{name} is on {s.device} but the input is on {x.device}")
             states.append(s)
         return tuple(states)
+
+
+def _autocast_device(input) -> Optional[str]:
+    """The device type when autocast is on for the input's device, else None."""
+    data = input.data if isinstance(input, PackedSequence) else input
+    kind = data.device.type if isinstance(data, Tensor) else "cpu"
+    return kind if torch.is_autocast_enabled(kind) else None
+
+
+def _cast(hx, dtype: torch.dtype):
+    """``hx`` (a tensor or a tuple of them, or None) in ``dtype``: a state carried out of an
+    autocast region may be in bf16."""
+    if isinstance(hx, Tensor):
+        return hx.to(dtype) if hx.is_floating_point() else hx
+    if isinstance(hx, (tuple, list)):
+        return type(hx)(_cast(h, dtype) for h in hx)
+    return hx
 
 
 def _repack(out: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:

@@ -89,6 +89,13 @@ class LMConfig:
                                  metadata={"help": "sampling after training"})
 
 
+def cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy in nats over (..., V) logits, in at least float32 (bf16 under
+    autocast would round the loss), in float64 when the model is."""
+    wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return F.cross_entropy(wide.flatten(0, -2), targets.flatten(), reduction=reduction)
+
+
 class LanguageModel(nn.Module):
     def __init__(self, vocab_size: int, cfg: ModelConfig) -> None:
         super().__init__()
@@ -140,7 +147,7 @@ class LanguageModelTask:
 
     def loss(self, model: nn.Module, batch: Window, state):
         logits, state = model(batch.inputs, state)  # (k, B, V)
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten()), state
+        return cross_entropy(logits, batch.targets), state
 
     def evaluate(self, model: nn.Module, split: str, max_tokens: Optional[int] = None):
         """Mean loss over the split (nats per token), with its units."""
@@ -153,8 +160,7 @@ class LanguageModelTask:
             x = streams[i : i + bptt].to(self.device)
             y = streams[i + 1 : i + 1 + bptt].to(self.device)
             logits, state = model(x[: y.shape[0]], state)
-            total += float(F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(),
-                                           reduction="sum"))
+            total += float(cross_entropy(logits, y, reduction="sum"))
             count += y.numel()
         loss = total / count
         return {"loss": loss, **self.units(loss)}
@@ -175,8 +181,8 @@ class LanguageModelTask:
         was_training = model.training
         model.eval()
         x = model.embed(ids[:-1].unsqueeze(1))  # (T, 1, E)
-        flow = gradient_flow(model.rnn, x, lambda y: F.cross_entropy(
-            model.head(y[-1]).float(), ids[-1:]))
+        flow = gradient_flow(model.rnn, x, lambda y: cross_entropy(
+            model.head(y[-1]), ids[-1:]))
         model.train(was_training)
         curves = {f"layer {i + 1}": flow[i] for i in range(flow.shape[0])}
         try:
@@ -184,6 +190,7 @@ class LanguageModelTask:
                                                   "through one validation window")
         except ImportError:
             pass  # no matplotlib: the loss plot already said so
+
 
 def tokenize(text: str, level: str) -> list[str]:
     """Characters (Unicode code points), or words with ``<eos>`` at each line's end."""
