@@ -9,6 +9,7 @@ checkpoint, so a checkpoint written by N processes resumes in any number of them
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -17,9 +18,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Processes:
+    """This process's place among the processes of one run (a single one by default)."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -34,9 +39,14 @@ class Processes:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls()
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda":
+            # nccl's object collectives (broadcast, gather) and a task's ``.to("cuda")``
+            # use the current device; left at cuda:0, every process would share one GPU
+            torch.cuda.set_device(local_rank)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+        return cls(dist.get_rank(), world, local_rank)
 
     def columns(self, batch_size: int) -> slice:
         """This process's share of a global batch of ``batch_size`` columns."""
@@ -53,6 +63,13 @@ class Processes:
         t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t)
         return t.tolist()
+
+    def mean(self, value: float, device: torch.device) -> float:
+        """The mean over processes of a per-process value, such as the loss of this
+        process's columns. Equal shares of the batch make it the global batch's mean.
+        Not for what is already global: after DDP's allreduce every process holds the
+        same averaged gradients, so their norm must not be summed again."""
+        return self.sum([value], device)[0] / self.world
 
     def from_main(self, obj: Any) -> Any:
         """``obj`` as the main process has it."""
@@ -78,11 +95,22 @@ class Processes:
         return tuple(torch.cat(pieces, dim=1) for pieces in zip(*parts))
 
     def shard_state(self, state, batch_size: int, device: torch.device):
+        """This process's columns of a checkpoint's global carried state, on ``device``.
+
+        None (a zero state) when the checkpoint was written with another batch size:
+        ``batchify`` then cuts the text into other streams, and column j's state would
+        belong to a different stream (or not exist)."""
         if state is None:
+            return None
+        if any(s.shape[1] != batch_size for s in state):
+            log.warning("the checkpoint carries a state for batch_size %d, not %d; the "
+                        "streams start again from a zero state", state[0].shape[1],
+                        batch_size)
             return None
         cols = self.columns(batch_size)
         return tuple(s[:, cols].to(device) for s in state)
 
     def stop(self) -> None:
+        """Leave the process group (torch warns at exit when a group is left open)."""
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()

@@ -86,6 +86,12 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train to ``max_steps`` (or the time budget, or early stopping); return a summary."""
+        try:
+            return self._fit()
+        finally:  # also after Ctrl-C or a NaN: leave the process group
+            self.procs.stop()
+
+    def _fit(self) -> dict[str, Any]:
         cfg, task = self.cfg, self.task
         batches = task.batches(self.step, self.cols)
         bar = _progress(self.step, cfg.max_steps, self.progress)
@@ -101,8 +107,9 @@ class Trainer:
                 loss.backward()
                 # one clip over all parameters; the norm before clipping is what we log
                 norm = nn.utils.clip_grad_norm_(self.module.parameters(), cfg.clip or math.inf)
-                mean_loss, norm = self.procs.sum([float(loss), float(norm)], self.device)
-                mean_loss /= self.procs.world
+                # each process's loss is its own columns'; the norm is already global
+                # (DDP averaged the gradients), so it is not summed over processes
+                mean_loss, norm = self.procs.mean(loss.item(), self.device), norm.item()
                 if not (math.isfinite(mean_loss) and math.isfinite(norm)):
                     raise StopTraining(f"loss {mean_loss} / gradient norm {norm} at step "
                                        f"{self.step + 1}; {self._kept()}")
@@ -114,7 +121,8 @@ class Trainer:
                 rate = seen / max(1e-9, time.perf_counter() - started)
                 last_log = {"step": self.step, "train_loss": mean_loss, "grad_norm": norm,
                             "lr": self.opt.param_groups[0]["lr"], "tokens_per_s": rate,
-                            **task.units(mean_loss)}
+                            **task.units(mean_loss),
+                            "elapsed_s": round(self.elapsed_now(started), 3)}
                 if self.step % cfg.log_every == 0 and self.metrics:
                     self.metrics.write(last_log)
                 bar.update(1)
@@ -132,7 +140,6 @@ class Trainer:
         summary = {"step": self.step, "train_loss": last_log.get("train_loss", math.nan),
                    **{f"val_{k}": v for k, v in self.best.items()}, "out": str(self.out),
                    "elapsed_s": round(self.elapsed_now(started), 1)}
-        self.procs.stop()
         return summary
 
     def _evaluate_and_save(self, started: float, force: bool = False) -> bool:
@@ -147,7 +154,8 @@ class Trainer:
             stop = cfg.patience is not None and self.stale >= cfg.patience
             if self.metrics:
                 self.metrics.write({"step": self.step, **{f"val_{k}": v
-                                                          for k, v in metrics.items()}})
+                                                          for k, v in metrics.items()},
+                                    "elapsed_s": round(self.elapsed_now(started), 3)})
             self._save(started, best=improved)
         elif self.step % cfg.checkpoint_every == 0:
             self._save(started, best=False)
@@ -237,7 +245,8 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _short(record: dict[str, Any]) -> dict[str, str]:
-    keep = {k: v for k, v in record.items() if k not in ("step", "lr", "grad_norm")}
+    keep = {k: v for k, v in record.items()
+            if k not in ("step", "lr", "grad_norm", "elapsed_s")}
     return {k.replace("train_", "").replace("tokens_per_s", "tok/s"):
             (f"{v:.0f}" if k == "tokens_per_s" else f"{v:.3f}") for k, v in keep.items()}
 
