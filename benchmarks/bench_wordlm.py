@@ -144,8 +144,8 @@ def example_source(a, tmp: Path) -> tuple[Path, dict]:
         return d, {"dir": str(d), "commit": rev.stdout.strip() if rev.returncode == 0 else None}
     mirror = Path(a.example_mirror or "")
     if not a.example_mirror or not mirror.exists():
-        raise SystemExit(f"no --example-dir given and no git directory at {mirror}: pass the path of "
-                         "a pytorch/examples checkout (git clone "
+        raise SystemExit(f"no --example-dir given and no git directory at {mirror}: pass "
+                         "the path of a pytorch/examples checkout (git clone "
                          "https://github.com/pytorch/examples)")
     git = ["git", f"--git-dir={mirror}"]
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
