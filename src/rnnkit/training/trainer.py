@@ -24,8 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnkit.training.checkpoint import (load_checkpoint, rng_states, save_checkpoint,
-                                        set_rng_states)
+from rnnkit.training.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import Processes
 from rnnkit.training.metrics import MetricsLog, plot_losses
@@ -80,7 +79,8 @@ class Trainer:
         else:
             torch.manual_seed(cfg.seed + 1000 * self.procs.rank)  # dropout differs by process
         self.out.mkdir(parents=True, exist_ok=True)
-        self.metrics = MetricsLog(self.out / "metrics.jsonl", self.step) if self.procs.main else None
+        main = self.procs.main
+        self.metrics = MetricsLog(self.out / "metrics.jsonl", self.step) if main else None
 
     # -- the loop ---------------------------------------------------------------------
 
