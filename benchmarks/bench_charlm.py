@@ -175,7 +175,7 @@ def main(argv=None):
         rows.append(row)
         print(f"  {row['steps']} steps, val {row['val_bpc']:.3f}, test {row['test_bpc']:.3f} "
               "bits/char", flush=True)
-    plot_path = Path(a.out) / "curves.png"
+    plot_path = Path(a.out if a.no_write else os.path.join(HERE, "results")) / "charlm_curves.png"
     plot(rows, plot_path)
     command = shlex.join(["python", os.path.relpath(__file__), *(argv or sys.argv[1:])])
     result = {"command": command, "machine": machine(), "budget": a.budget,

@@ -5,7 +5,7 @@
     rnnkit sample DIR [--prompt TEXT] [--length N] [--temperature T] [--top-k K]
                       [--top-p P] [--seed S]
     rnnkit eval DIR [--data FILE] [--json]
-    rnnkit vanishing [--out DIR] …    (alias: demo) vanishing gradients, RNN against LSTM
+    rnnkit vanishing [--out DIR] …    vanishing gradients: a plain RNN against an LSTM
 """
 
 from __future__ import annotations
@@ -13,12 +13,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
 EXIT_USAGE = 2
 TASKS = ("charlm", "wordlm")
+log = logging.getLogger("rnnkit")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with rnnkit's usage errors: one line on stderr, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _print_json(record: dict) -> None:
+    """One strict JSON object: NaN and infinities (no value: a resumed run that took no
+    step has no train_loss) become null, which every JSON reader accepts."""
+    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+             for k, v in record.items()}
+    print(json.dumps(clean, allow_nan=False))
 
 
 def _main_process() -> bool:
@@ -29,19 +47,22 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     from rnnkit import config as configs
     from rnnkit.tasks import lm_runs
     from rnnkit.tasks.lm import LMConfig
-    from rnnkit.training import load_checkpoint
 
     out = Path(args.out or f"runs/{args.task}")
-    given = [*overrides]
+    given = []  # the options first, so that --section.key=value overrides come last
     if args.data is not None:
         given.append(f"data.corpus={args.data}")
     if args.max_steps is not None:
         given.append(f"train.max_steps={args.max_steps}")
     if args.time_budget is not None:
         given.append(f"train.time_budget={args.time_budget}")
+    given += overrides
     if args.resume:  # the run's own config, then what this command line changes
-        base = configs.from_dict(LMConfig, load_checkpoint(out / "checkpoint.pt")["config"])
-        cfg = configs.load(LMConfig, None, given, base=base)
+        if args.config:
+            log.warning("--resume keeps the run's own settings; --config %s is ignored "
+                        "(change settings with --section.key=value)", args.config)
+        ck = lm_runs.read_run_checkpoint(out / "checkpoint.pt")
+        cfg = configs.load(LMConfig, None, given, base=configs.from_dict(LMConfig, ck["config"]))
     else:
         cfg = configs.load(LMConfig, args.config or default_config(args.task), given)
     summary = lm_runs.train(args.task, cfg, out, resume=args.resume,
@@ -49,16 +70,19 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     if not _main_process():
         return 0
     if args.json:
-        print(json.dumps(summary))
+        _print_json(summary)
         return 0
-    text = lm_runs.sample(out, length=min(300, cfg.sample.length), seed=cfg.train.seed)
     print(f"\nstep {summary['step']}: validation loss {summary.get('val_loss', float('nan')):.3f}"
           + "".join(f", {k[4:]} {v:.3f}" for k, v in summary.items()
                     if k in ("val_bpc", "val_ppl")))
-    print(f"\n--- a sample (temperature {cfg.sample.temperature}) ---\n{text}\n---")
+    for seed in (cfg.train.seed, cfg.train.seed + 1):
+        text = lm_runs.sample(out, length=min(300, cfg.sample.length), seed=seed)
+        print(f"\n--- sample, seed {seed}, temperature {cfg.sample.temperature} ---\n{text}")
+    print("---")
     print(f"\nThe run is in {out}/: checkpoint.pt, best.pt, metrics.jsonl, loss.png, "
           "gradient_flow.png, config.toml")
-    print(f"More text: rnnkit sample {out} --prompt 'ROMEO:'; test metrics: rnnkit eval {out}")
+    prompt = " --prompt 'ROMEO:'" if cfg.data.corpus == "shakespeare" else ""
+    print(f"More text: rnnkit sample {out}{prompt}; test metrics: rnnkit eval {out}")
     return 0
 
 
@@ -84,7 +108,7 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     _no_overrides(overrides)
     metrics = lm_runs.evaluate(Path(args.dir), args.data)
     if args.json:
-        print(json.dumps(metrics))
+        _print_json(metrics)
     else:
         for key, value in metrics.items():
             print(f"{key:14} {value:.4f}" if isinstance(value, float) else f"{key:14} {value}")
@@ -128,7 +152,7 @@ def _config_keys() -> str:
 def build_parser() -> argparse.ArgumentParser:
     from rnnkit.cli_args import add_eval, add_sample, add_train, add_vanishing
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rnnkit", description="Recurrent neural networks on PyTorch: train, sample "
                                    "and evaluate recurrent models from the command line.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -148,14 +172,21 @@ def main(argv=None) -> int:
     overrides = [a for a in rest if a.startswith("--") and "=" in a and "." in a.split("=")[0]]
     unknown = [a for a in rest if a not in overrides]
     if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        dotted = next((a for a in unknown if a.startswith("--") and "." in a), None)
+        hint = (f"; write config overrides with '=': {dotted}=VALUE" if dotted
+                else f" (see rnnkit {args.command} --help)")
+        print(f"rnnkit {args.command}: error: unrecognized arguments: {' '.join(unknown)}{hint}",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
         return args.func(args, overrides)
     except StopTraining as e:
         print(f"rnnkit: stopped: {e}", file=sys.stderr)
         return e.exit_code
-    except (ValueError, TypeError, ImportError, FileNotFoundError) as e:
-        print(f"rnnkit: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, ImportError, OSError) as e:  # OSError: --out unwritable
+        # one plain line, whatever the message holds (torch's carry newlines and colours)
+        message = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(e)).split()) or type(e).__name__
+        print(f"rnnkit: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 
 def add_train(sub, run, tasks, config_keys) -> None:
     p = sub.add_parser(
         "train", help="train a model (charlm: characters, wordlm: words)",
-        description="Train a language model with truncated BPTT. Settings come from "
-                    "--config (default: configs/<task>/default.toml), then from the options "
-                    "below, then from --section.key=value overrides.",
+        # the raw formatter keeps the config-key table as written: wrap the prose here
+        description=textwrap.fill(
+            "Train a language model with truncated BPTT. Settings come from --config "
+            "(default: configs/<task>/default.toml), then from the options below, then from "
+            "--section.key=value overrides.", 79),
         epilog=config_keys(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", choices=tasks, help="charlm (character level, bits per character) "
                                                "or wordlm (word level, perplexity)")
@@ -25,7 +28,9 @@ def add_train(sub, run, tasks, config_keys) -> None:
     p.add_argument("--time-budget", type=float,
                    help="stop after this many seconds of training (train.time_budget)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out exactly where its checkpoint stopped")
+                   help="continue the run in --out exactly where its checkpoint stopped, "
+                        "with the run's own settings (--config is ignored; options and "
+                        "--section.key=value still apply, [model] must stay the same)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON summary on stdout (step, train_loss, val_loss, "
                         "val_bpc or val_ppl, out) and no progress bar")
@@ -64,7 +69,7 @@ def add_vanishing(sub, run) -> None:
 
     defaults = DemoConfig()
     p = sub.add_parser(
-        "vanishing", aliases=["demo"],
+        "vanishing",
         help="vanishing gradients: train a plain RNN and an LSTM on one task",
         description="Train a plain RNN and an LSTM to recall the first symbol of a long "
                     "sequence; print their accuracy and how ‖∂L/∂h_t‖ decays through time, "

@@ -12,9 +12,14 @@ def read_text(path: str | Path) -> str:
     """A UTF-8 text file's contents; ``ValueError`` naming the file if it is missing,
     empty, binary or not UTF-8."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; expected a UTF-8 text file")
     if not path.is_file():
         raise ValueError(f"no such file: {path}")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:  # unreadable: permissions, a vanished mount
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
     if not raw.strip():
         raise ValueError(f"{path} is empty; expected a UTF-8 text file")
     if b"\x00" in raw[:65536]:
@@ -30,6 +35,9 @@ def read_text(path: str | Path) -> str:
 def split_contiguous(seq: Sequence[T], valid: float, test: float) -> dict[str, Sequence[T]]:
     """The first 1 - valid - test of ``seq`` trains, then validation, then test: whole
     blocks, so held-out text is never interleaved with training text."""
+    if valid + test >= 1:  # else the cut below goes negative and slices from the end
+        raise ValueError(f"valid_fraction + test_fraction must be < 1 (some text must be left "
+                         f"to train on), got {valid} + {test}")
     n = len(seq)
     n_test, n_valid = int(n * test), int(n * valid)
     cut = n - n_valid - n_test

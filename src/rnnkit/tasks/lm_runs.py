@@ -8,6 +8,7 @@ and ``gradient_flow.png``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -18,7 +19,7 @@ from rnnkit import config as configs
 from rnnkit.data.text import read_text, split_contiguous
 from rnnkit.data.vocab import Vocab
 from rnnkit.decoding import generate
-from rnnkit.tasks.lm import LanguageModelTask, LMConfig, build_model, detokenize, tokenize
+from rnnkit.tasks.lm import EOS, LanguageModelTask, LMConfig, build_model, detokenize, tokenize
 from rnnkit.training import Trainer, load_checkpoint
 from rnnkit.training.trainer import BEST, LAST, pick_device
 
@@ -67,23 +68,64 @@ def make_task(task: str, cfg: LMConfig, vocab: Optional[Vocab] = None):
     return LanguageModelTask(task, cfg, vocab, ids, device), vocab
 
 
+def read_run_checkpoint(path: Path) -> dict[str, Any]:
+    """A language-model checkpoint; ``ValueError`` (one line) when it is missing, corrupt,
+    holds anything but plain data (it is never unpickled: it cannot run code), or is not
+    a whole language-model run."""
+    ck = load_checkpoint(path)
+    if ck.get("task") not in TASKS:
+        raise ValueError(f"{path} is a {ck.get('task')!r} checkpoint, not a language model")
+    missing = [k for k in ("config", "vocab", "model") if not isinstance(ck.get(k), (dict, list))]
+    if missing:
+        raise ValueError(f"{path} is not a whole run: it lacks {', '.join(missing)}")
+    return ck
+
+
+def _check_resumable(ck: dict[str, Any], task: str, cfg: LMConfig, out: Path) -> None:
+    """Refuse to resume another task, or other weights' shapes and meaning, before
+    anything is built or written."""
+    if ck["task"] != task:
+        raise ValueError(f"{out} holds a {ck['task']} run, not {task}; resume it with "
+                         f"rnnkit train {ck['task']} --resume")
+    old, new = ck["config"].get("model", {}), configs.to_dict(cfg.model)
+    changed = [f"model.{k}={old.get(k)!r} in the run, {v!r} asked" for k, v in new.items()
+               if old.get(k) != v]
+    if changed:
+        raise ValueError(f"cannot resume {out} with another model ({'; '.join(changed)}); "
+                         "resume with the run's own model settings, or train into a new --out")
+
+
 def train(task: str, cfg: LMConfig, out: Path, *, resume: bool = False,
           progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) the run in ``out``; return the trainer's summary."""
+    """Train (or resume) the run in ``out``; return the trainer's summary.
+
+    Everything the user gave is checked before ``out`` is created or written: a mistake
+    leaves no half-made run behind."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
     vocab = None
     if resume:
-        ck = load_checkpoint(out / LAST)
+        ck = read_run_checkpoint(out / LAST)
+        _check_resumable(ck, task, cfg, out)
         vocab = Vocab(ck["vocab"])
-    elif (out / LAST).exists():
+        if ck.get("step", 0) >= cfg.train.max_steps:
+            log.warning("the run in %s is already at step %s; pass --max-steps above it to "
+                        "train further", out, ck.get("step"))
+    elif (out / LAST).exists() or (out / BEST).exists():
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, or "
                          "choose another --out")
     if cfg.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     lm_task, vocab = make_task(task, cfg, vocab)
+    # The task's own checks on the training text (one BPTT window, two tokens a stream)
+    # run at the first batch, inside fit, after the run directory exists: run them now.
+    next(lm_task.batches(0, slice(None)))
     model = build_model(len(vocab), cfg.model, cfg.train.seed)
-    meta = {"task": task, "config": configs.to_dict(cfg), "vocab": vocab.tokens}
+    # whether <unk> was ever a training target: if not, sampling never emits it
+    meta = {"task": task, "config": configs.to_dict(cfg), "vocab": vocab.tokens,
+            "unk_trained": bool((lm_task.ids["train"] == 0).any())}
     trainer = Trainer(model, lm_task, cfg.train, out, meta=meta, resume=resume,
                       progress=progress)
     if trainer.procs.main:
@@ -95,16 +137,21 @@ def train(task: str, cfg: LMConfig, out: Path, *, resume: bool = False,
 
 def load_run(out: Path):
     """(task name, config, vocabulary, model in eval mode) of a finished run."""
+    return _load_run(out)[:4]
+
+
+def _load_run(out: Path):
+    """load_run's four, and the checkpoint itself."""
     out = Path(out)
-    if not out.is_dir():
+    if not out.exists():
         raise ValueError(f"no such run directory: {out}")
+    if not out.is_dir():
+        raise ValueError(f"{out} is a file; give the run directory (train's --out)")
     path = out / BEST if (out / BEST).exists() else out / LAST
     if not path.exists():
         raise ValueError(f"{out} holds no checkpoint ({BEST} or {LAST}); train a model there "
                          "first")
-    ck = load_checkpoint(path)
-    if ck.get("task") not in TASKS:
-        raise ValueError(f"{path} is a {ck.get('task')!r} checkpoint, not a language model")
+    ck = read_run_checkpoint(path)
     cfg = configs.from_dict(LMConfig, ck["config"])
     vocab = Vocab(ck["vocab"])
     model = build_model(len(vocab), cfg.model, cfg.train.seed)
@@ -113,27 +160,37 @@ def load_run(out: Path):
     except RuntimeError as e:
         raise ValueError(f"{path} does not fit the model its config describes "
                          f"({str(e).splitlines()[0]})") from None
-    return ck["task"], cfg, vocab, model.eval()
+    return ck["task"], cfg, vocab, model.eval(), ck
 
 
 def sample(out: Path, *, prompt: Optional[str] = None, length: Optional[int] = None,
            temperature: Optional[float] = None, top_k: Optional[int] = None,
            top_p: Optional[float] = None, seed: int = 0) -> str:
     """Text generated by the run's best model, continuing ``prompt``."""
-    task, cfg, vocab, model = load_run(out)
+    task, cfg, vocab, model, ck = _load_run(out)
     s = cfg.sample
     prompt = s.prompt if prompt is None else prompt
     level = "char" if task == "charlm" else "word"
-    tokens = tokenize(prompt, level) if prompt else ["\n" if level == "char" else "<eos>"]
-    ids = vocab.encode(tokens)
+    tokens = tokenize(prompt, level)
+    if level == "word" and tokens and not prompt.endswith("\n"):
+        tokens = tokens[:-1]  # tokenize ends each line with <eos>: continue the line instead
+    tokens = tokens or ["\n" if level == "char" else EOS]  # no prompt: start as after a line
+    ids = vocab.encode(tokens)  # unseen characters or words become <unk>, id 0
     state = None
     with torch.no_grad():
         if ids.numel() > 1:
             _, state = model(ids[:-1].unsqueeze(1), None)
+    # <unk> (id 0) has no text of its own: a character model never emits it, nor a word
+    # model that never had it as a training target (its logit is then only noise)
+    mask_unk = level == "char" or not ck.get("unk_trained", True)
 
     def step(token, state):
         logits, state = model(token.unsqueeze(0), state)  # (1, B) → (1, B, V)
-        return logits[0], state
+        logits = logits[0]  # (B, V)
+        if mask_unk:
+            logits = logits.clone()
+            logits[:, 0] = -math.inf
+        return logits, state
 
     gen = torch.Generator().manual_seed(seed)
     out_ids = generate(step, state, ids[-1:], length if length is not None else s.length,
@@ -141,7 +198,9 @@ def sample(out: Path, *, prompt: Optional[str] = None, length: Optional[int] = N
                        top_k=top_k if top_k is not None else s.top_k,
                        top_p=top_p if top_p is not None else s.top_p, generator=gen)
     text = detokenize([vocab.tokens[int(i)] for i in out_ids[0]], level)
-    return prompt + text if level == "char" or not prompt else f"{prompt} {text}"
+    if level == "char" or not prompt.strip() or prompt.endswith("\n"):
+        return prompt + text
+    return f"{prompt} {text}"
 
 
 def evaluate(out: Path, data: Optional[str] = None) -> dict[str, Any]:

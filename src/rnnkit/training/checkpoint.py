@@ -11,7 +11,9 @@ stranger cannot run code.
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +43,27 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, bad pickle, forbidden global: all unreadable
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        with warnings.catch_warnings():  # torch warns before refusing; the refusal says enough
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "unsupported global" in str(e).lower():
+            raise ValueError(f"{path} holds Python objects other than plain data; it is not "
+                             "an rnnkit checkpoint and was not loaded (it could run code)"
+                             ) from None
         raise ValueError(f"checkpoint {path} is corrupt or not an rnnkit checkpoint "
-                         f"({reason[:120]})") from None
+                         "(not a readable torch file)") from None
+    except Exception as e:  # a truncated zip, garbage bytes: unreadable
+        raise ValueError(f"checkpoint {path} is corrupt or not an rnnkit checkpoint "
+                         f"({_first_line(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an rnnkit checkpoint (format {FORMAT})")
     return payload
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:120] if text else type(e).__name__
 
 
 def rng_states() -> dict[str, Any]:

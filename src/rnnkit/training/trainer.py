@@ -189,9 +189,6 @@ class Trainer:
         if ck.get("task") != self.meta.get("task"):
             raise ValueError(f"the checkpoint in {self.out} is a {ck.get('task')!r} run, "
                              f"not {self.meta.get('task')!r}")
-        if ck.get("config", {}).get("model") != self.meta.get("config", {}).get("model"):
-            raise ValueError(f"the checkpoint in {self.out} was trained with another [model] "
-                             "configuration; resume with the same model settings")
         self.module.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.schedule.load_state_dict(ck["schedule"])
