@@ -8,13 +8,12 @@ moves away from where the loss is taken; an LSTM's cell path keeps it up.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
+from rnnkit._io import save_figure
 from rnnkit.backends import reference
 from rnnkit.layers.recurrent import _Recurrent
 from rnnkit.layers.run import run_stack
@@ -83,18 +82,5 @@ def plot_gradient_flow(curves: dict[str, Tensor], path: str, title: Optional[str
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    _save_atomically(fig, path)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
-
-
-def _save_atomically(fig, path: Union[str, os.PathLike]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

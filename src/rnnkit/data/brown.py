@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
+from rnnkit._io import write_text
 from rnnkit.data.cache import cache_dir, sha256
 
 __all__ = [
@@ -205,7 +206,7 @@ def prepare_brown_lm(out_dir: Path, cache: Path | None = None, *, train_words: i
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name, split in (("train", train), ("valid", valid), ("test", test)):
-        _write_atomically(out_dir / f"{name}.txt", "".join(" ".join(s) + "\n" for s in split))
+        write_text(out_dir / f"{name}.txt", "".join(" ".join(s) + "\n" for s in split))
         counts[name] = _counts(split)
     return counts
 
@@ -214,15 +215,3 @@ def _counts(split: Words, unk: str = "<unk>") -> dict[str, int]:
     words = Counter(w for sentence in split for w in sentence)
     return {"sentences": len(split), "words": sum(words.values()), "vocab": len(words),
             "unk": words[unk]}
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

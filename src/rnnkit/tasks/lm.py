@@ -203,7 +203,8 @@ def detokenize(tokens, level: str) -> str:
     """The inverse of :func:`tokenize` (up to spacing, at word level)."""
     if level == "char":
         return "".join(tokens)
-    return " ".join(tokens).replace(f" {EOS} ", "\n").replace(EOS, "\n")
+    lines = " ".join(tokens).split(EOS)  # words between line ends, with stray spaces
+    return "\n".join(line.strip() for line in lines)
 
 
 def build_model(vocab_size: int, cfg: ModelConfig, seed: int) -> LanguageModel:

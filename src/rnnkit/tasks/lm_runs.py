@@ -16,6 +16,7 @@ from typing import Any, Optional
 import torch
 
 from rnnkit import config as configs
+from rnnkit._io import write_text
 from rnnkit.data.text import read_text, split_contiguous
 from rnnkit.data.vocab import Vocab
 from rnnkit.decoding import generate
@@ -129,7 +130,7 @@ def train(task: str, cfg: LMConfig, out: Path, *, resume: bool = False,
     trainer = Trainer(model, lm_task, cfg.train, out, meta=meta, resume=resume,
                       progress=progress)
     if trainer.procs.main:
-        _write(out / "config.toml", configs.dumps_toml(cfg))
+        write_text(out / "config.toml", configs.dumps_toml(cfg))
     summary = trainer.fit()
     summary["vocab_size"] = len(vocab)
     return summary
@@ -222,9 +223,3 @@ def evaluate(out: Path, data: Optional[str] = None) -> dict[str, Any]:
     split = data if data is not None else "test"
     return {"split": split, **{f"test_{k}": v for k, v in metrics.items()},
             "unknown_rate": unknown, "tokens": lm_task.ids["test"].numel(), "out": str(out)}
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

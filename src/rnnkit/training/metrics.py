@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from rnnkit._io import save_figure, write_text
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +21,7 @@ class MetricsLog:
     def __init__(self, path: Path, step: int) -> None:
         self.path = path
         kept = [r for r in read_metrics(path) if r["step"] <= step] if step else []
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, path)
+        write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
@@ -56,8 +55,6 @@ def plot_losses(metrics: Path, png: Path, unit: str = "loss (nats)") -> bool:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = png.with_name(f".{png.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    save_figure(fig, png)
     plt.close(fig)
-    os.replace(tmp, png)
     return True
