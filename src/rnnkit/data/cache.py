@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,10 +54,3 @@ def pip_wheel(requirement: str, filename: str, digest: str, cache: Path | None =
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no output"
-
-
-def copy_atomically(src: Path, dst: Path) -> None:
-    """Copy a file so that ``dst`` is never seen half-written."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
