@@ -228,3 +228,15 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         save_checkpoint(path, {"step": 2})
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_deterministic_mode_is_on_and_repeats_a_run(corpus, tmp_path):
+    try:
+        for name in ("a", "b"):
+            lm_runs.train("charlm", _config(corpus, "train.deterministic=true",
+                                            "model.dropout=0.1"), tmp_path / name,
+                          progress=False)
+            assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert _train_losses(tmp_path / "a") == _train_losses(tmp_path / "b")
