@@ -123,6 +123,15 @@ def test_prepare_brown_lm_writes_exact_files_and_counts(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["test.txt", "train.txt", "valid.txt"]
 
 
+def test_brown_lm_splits_prepares_once_then_reads(tmp_path, monkeypatch):
+    cache = corpus_cache(tmp_path)
+    first = brown.brown_lm_splits(cache)  # the fixture is under 800k words: all trains
+    assert first["valid"] == first["test"] == ""
+    assert first["train"].splitlines()[0] == "The jury <unk> <unk> <unk> <unk> <unk> ."
+    monkeypatch.setattr(brown, "prepare_brown_lm", lambda *a: pytest.fail("prepared again"))
+    assert brown.brown_lm_splits(cache) == first
+
+
 def test_prepare_brown_lm_default_threshold(tmp_path):
     # All five sentences train: The, jury and . are seen 5 times, met 3 times, the rest less.
     out = tmp_path / "out"

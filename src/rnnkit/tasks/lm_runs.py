@@ -39,15 +39,9 @@ def load_splits(task: str, cfg: LMConfig) -> dict[str, list[str]]:
     elif corpus == "brown":
         if level == "char":
             raise ValueError("the Brown corpus is prepared for word level; use wordlm")
-        from rnnkit.data.brown import prepare_brown_lm
-        from rnnkit.data.cache import cache_dir
+        from rnnkit.data.brown import brown_lm_splits
 
-        folder = cache_dir() / "brown-lm"
-        if not (folder / "test.txt").exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            prepare_brown_lm(folder)
-        texts = {s: (folder / f"{s}.txt").read_text(encoding="utf-8")
-                 for s in ("train", "valid", "test")}
+        texts = brown_lm_splits()
     else:
         text = read_text(corpus)
         texts = split_contiguous(text, cfg.data.valid_fraction, cfg.data.test_fraction)
