@@ -192,6 +192,13 @@ def parse_example_log(text: str, log_interval: int, batch: int, bptt: int) -> di
             "interrupted": "Exiting from training early" in text}
 
 
+STOP_GRACE_S = 600  # time for the example to test its model after Ctrl-C
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_example(cmd, run: Path, budget: float | None, env) -> dict:
     """Run the example, logging to run/example.log; with a budget, Ctrl-C (SIGINT) when
     it is spent: the example then tests the best model it saved."""
@@ -201,7 +208,10 @@ def run_example(cmd, run: Path, budget: float | None, env) -> dict:
     t0 = time.perf_counter()
     saved = run / "model.pt"
     with open(log, "w") as f:
-        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=run)
+        # A process started in the background inherits SIGINT ignored, and Python then
+        # never turns Ctrl-C into KeyboardInterrupt: restore the default in the child.
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=run,
+                             preexec_fn=_default_sigint)
         interrupted_at = None
         while p.poll() is None:
             time.sleep(0.2)
@@ -213,7 +223,13 @@ def run_example(cmd, run: Path, budget: float | None, env) -> dict:
             if saved.exists() and time.time() - saved.stat().st_mtime > 2.0:
                 interrupted_at = time.perf_counter() - t0
                 p.send_signal(signal.SIGINT)
-                p.wait()
+                try:
+                    p.wait(timeout=STOP_GRACE_S)  # it tests its saved model, then exits
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                    raise SystemExit(f"the example ignored Ctrl-C for {STOP_GRACE_S} s; "
+                                     f"killed it (log: {log})") from None
     wall = time.perf_counter() - t0
     text = log.read_text(errors="replace")
     if p.returncode != 0:
