@@ -110,7 +110,12 @@ class LanguageModel(nn.Module):
             weight_drop=cfg.weight_drop, zoneout=cfg.zoneout, backend=cfg.backend, **extra)
         self.head = nn.Linear(cfg.proj_size or cfg.hidden_size, vocab_size)
         if cfg.tie_weights:
+            # One matrix in two roles: N(0, 1), an embedding's default, would make the
+            # output layer's logits ~sqrt(H) wide and the first thousand SGD steps a
+            # recovery. U(±0.1) and a zero bias, as Zaremba et al. and Press & Wolf start.
             self.head.weight = self.embed.weight
+            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+            nn.init.zeros_(self.head.bias)
 
     def features(self, tokens: Tensor, state=None):
         """The last layer's outputs (T, B, P) and the new state, always a tuple."""
