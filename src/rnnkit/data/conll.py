@@ -18,12 +18,13 @@ number (``train.conll:12: expected 4 columns like the lines before, got 3``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
 __all__ = ["FORMATS", "detect_format", "parse_conll", "parse_conllu", "parse_word_tag",
-           "read_tagged"]
+           "read_tagged", "split_sentences"]
 
 Sentence = list[tuple[str, str]]
 FORMATS = ("conll", "conllu", "wordtag")
@@ -152,6 +153,28 @@ def read_tagged(path: str | Path, format: str = "auto", **options) -> list[Sente
     if not sentences:
         raise ValueError(f"{path} holds no tagged sentence")
     return sentences
+
+
+def split_sentences(sentences: Sequence[Sentence], *, seed: int, valid_fraction: float,
+                    test_fraction: float) -> dict[str, list[Sentence]]:
+    """``{"train", "valid", "test"}``: the sentences shuffled with ``seed`` (the same
+    split for the same seed on every machine: Python's own generator, not torch's) and
+    cut by the fractions; validation and test get at least one sentence each when the
+    fraction is above zero."""
+    if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1
+            and valid_fraction + test_fraction < 1):
+        raise ValueError(f"valid_fraction and test_fraction must be in [0, 1) and leave some "
+                         f"sentences to train on, got {valid_fraction} and {test_fraction}")
+    order = list(range(len(sentences)))
+    random.Random(seed).shuffle(order)
+    n_valid = max(1, round(valid_fraction * len(order))) if valid_fraction else 0
+    n_test = max(1, round(test_fraction * len(order))) if test_fraction else 0
+    if n_valid + n_test >= len(order):
+        raise ValueError(f"{len(order)} sentences are too few to hold out {n_valid} for "
+                         f"validation and {n_test} for test and still train")
+    picked = [sentences[i] for i in order]
+    return {"test": picked[:n_test], "valid": picked[n_test : n_test + n_valid],
+            "train": picked[n_test + n_valid :]}
 
 
 def _read_lines(path: Path) -> list[str]:
