@@ -4,24 +4,62 @@
                         [--time-budget S] [--resume] [--json] [--section.key=value …]
     rnnkit sample DIR [--prompt TEXT] [--length N] [--temperature T] [--top-k K]
                       [--top-p P] [--seed S]
+    rnnkit train classify [--data FILE|DIR] [--text-column C] [--label-column C] …
     rnnkit eval DIR [--data FILE] [--json]
+    rnnkit predict DIR [TEXT …] [--input FILE] [--output FILE] [--json]
     rnnkit vanishing [--out DIR] …    vanishing gradients: a plain RNN against an LSTM
+
+``eval`` and ``predict`` read the task from the run's checkpoint and hand the run to that
+task's run module (see TASKS).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 EXIT_USAGE = 2
-TASKS = ("charlm", "wordlm")
 log = logging.getLogger("rnnkit")
+
+
+@dataclass(frozen=True)
+class Task:
+    """How the command line reaches one task.
+
+    ``runs`` names the task's run module, which exposes ``train(task, cfg, out, *,
+    resume, progress) -> summary``, ``evaluate(out, data, **columns) -> metrics``,
+    ``read_run_checkpoint(path) -> checkpoint`` and, for a task that predicts,
+    ``predict(out, texts) -> [{"label", "probability", "probabilities", …}]``.
+    ``config`` is its config class (``module:Class``); ``data_key`` the config key that
+    ``--data`` sets. A new task plugs in with one more entry in TASKS."""
+
+    runs: str
+    config: str
+    data_key: str
+
+    def module(self):
+        return importlib.import_module(self.runs)
+
+    def config_class(self):
+        module, name = self.config.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+TASKS = {
+    "charlm": Task("rnnkit.tasks.lm_runs", "rnnkit.tasks.lm:LMConfig", "data.corpus"),
+    "wordlm": Task("rnnkit.tasks.lm_runs", "rnnkit.tasks.lm:LMConfig", "data.corpus"),
+    "classify": Task("rnnkit.tasks.classify_runs",
+                     "rnnkit.tasks.classify:ClassifyConfig", "data.train"),
+}
+COLUMN_TASKS = ("classify",)  # the tasks that read --text-column / --label-column
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,13 +83,19 @@ def _main_process() -> bool:
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     from rnnkit import config as configs
-    from rnnkit.tasks import lm_runs
-    from rnnkit.tasks.lm import LMConfig
 
+    task = TASKS[args.task]
+    runs, cls = task.module(), task.config_class()
     out = Path(args.out or f"runs/{args.task}")
     given = []  # the options first, so that --section.key=value overrides come last
     if args.data is not None:
-        given.append(f"data.corpus={args.data}")
+        given.append(f"{task.data_key}={args.data}")
+    for option, key in (("text_column", "data.text_column"), ("label_column", "data.label_column")):
+        if getattr(args, option) is not None:
+            if args.task not in COLUMN_TASKS:
+                raise ValueError(f"--{option.replace('_', '-')} is for {', '.join(COLUMN_TASKS)}, "
+                                 f"not {args.task}")
+            given.append(f"{key}={getattr(args, option)}")
     if args.max_steps is not None:
         given.append(f"train.max_steps={args.max_steps}")
     if args.time_budget is not None:
@@ -61,17 +105,24 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
         if args.config:
             log.warning("--resume keeps the run's own settings; --config %s is ignored "
                         "(change settings with --section.key=value)", args.config)
-        ck = lm_runs.read_run_checkpoint(out / "checkpoint.pt")
-        cfg = configs.load(LMConfig, None, given, base=configs.from_dict(LMConfig, ck["config"]))
+        ck = runs.read_run_checkpoint(out / "checkpoint.pt")
+        cfg = configs.load(cls, None, given, base=configs.from_dict(cls, ck["config"]))
     else:
-        cfg = configs.load(LMConfig, args.config or default_config(args.task), given)
-    summary = lm_runs.train(args.task, cfg, out, resume=args.resume,
-                            progress=not args.json and not args.quiet)
+        cfg = configs.load(cls, args.config or default_config(args.task), given)
+    summary = runs.train(args.task, cfg, out, resume=args.resume,
+                         progress=not args.json and not args.quiet)
     if not _main_process():
         return 0
     if args.json:
         _print_json(summary)
-        return 0
+    elif args.task in ("charlm", "wordlm"):
+        _print_lm_summary(summary, cfg, out, runs)
+    else:
+        _print_classify_summary(summary, out)
+    return 0
+
+
+def _print_lm_summary(summary: dict, cfg, out: Path, lm_runs) -> None:
     print(f"\nstep {summary['step']}: validation loss {summary.get('val_loss', float('nan')):.3f}"
           + "".join(f", {k[4:]} {v:.3f}" for k, v in summary.items()
                     if k in ("val_bpc", "val_ppl")))
@@ -83,7 +134,20 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
           "gradient_flow.png, config.toml")
     prompt = " --prompt 'ROMEO:'" if cfg.data.corpus == "shakespeare" else ""
     print(f"More text: rnnkit sample {out}{prompt}; test metrics: rnnkit eval {out}")
-    return 0
+
+
+def _print_classify_summary(summary: dict, out: Path) -> None:
+    def show(key):
+        value = summary.get(key)
+        return "n/a" if value is None else f"{value:.4f}"
+
+    print(f"\nstep {summary['step']}: validation accuracy {show('val_accuracy')}, macro-F1 "
+          f"{show('val_macro_f1')}; test accuracy {show('test_accuracy')}, macro-F1 "
+          f"{show('test_macro_f1')} ({len(summary['classes'])} classes)")
+    print(f"\nThe run is in {out}/: checkpoint.pt, best.pt, metrics.jsonl, loss.png, "
+          "config.toml; report/ holds the test split's metrics.json, confusion.png and "
+          "misclassified.jsonl")
+    print(f"Classify: rnnkit predict {out} \"some text\"; test metrics: rnnkit eval {out}")
 
 
 def default_config(task: str) -> str | None:
@@ -102,16 +166,77 @@ def _sample(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
-    from rnnkit.tasks import lm_runs
+def _run_task(directory: Path) -> str:
+    """The task of the run in ``directory``, read from its checkpoint."""
+    from rnnkit.training import load_checkpoint
+    from rnnkit.training.trainer import BEST, LAST
 
+    if not directory.exists():
+        raise ValueError(f"no such run directory: {directory}")
+    if not directory.is_dir():
+        raise ValueError(f"{directory} is a file; give the run directory (train's --out)")
+    path = directory / BEST if (directory / BEST).exists() else directory / LAST
+    if not path.exists():
+        raise ValueError(f"{directory} holds no checkpoint ({BEST} or {LAST}); train a model "
+                         "there first")
+    task = load_checkpoint(path).get("task")
+    if task not in TASKS:
+        raise ValueError(f"{path} is a {task!r} checkpoint; rnnkit runs {', '.join(TASKS)}")
+    return task
+
+
+def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     _no_overrides(overrides)
-    metrics = lm_runs.evaluate(Path(args.dir), args.data)
+    task = _run_task(Path(args.dir))
+    columns = {k: getattr(args, k) for k in ("text_column", "label_column")
+               if getattr(args, k) is not None}
+    if columns and task not in COLUMN_TASKS:
+        raise ValueError(f"--text-column and --label-column are for {', '.join(COLUMN_TASKS)} "
+                         f"runs; {args.dir} is a {task} run")
+    metrics = TASKS[task].module().evaluate(Path(args.dir), args.data, **columns)
     if args.json:
         _print_json(metrics)
-    else:
-        for key, value in metrics.items():
+        return 0
+    for key, value in metrics.items():
+        if key == "per_class":
+            for label, pr in value.items():
+                print(f"  {label:20} precision {pr['precision']:.4f}  recall {pr['recall']:.4f}")
+        else:
             print(f"{key:14} {value:.4f}" if isinstance(value, float) else f"{key:14} {value}")
+    return 0
+
+
+def _predict(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rnnkit.data.tables import texts_of
+    from rnnkit.tasks.classify_report import check_output, write_predictions
+
+    _no_overrides(overrides)
+    task = _run_task(Path(args.dir))
+    runs = TASKS[task].module()
+    if not hasattr(runs, "predict"):
+        raise ValueError(f"{args.dir} is a {task} run, which generates text rather than "
+                         f"predicting labels: use rnnkit sample {args.dir}")
+    if bool(args.texts) == bool(args.input):
+        raise ValueError("give the texts to classify as arguments or as --input FILE (one of them)")
+    if args.output:
+        check_output(Path(args.output))
+    texts = texts_of(args.input, args.text_column or "text") if args.input else args.texts
+    rows = runs.predict(Path(args.dir), texts)
+    if args.output:
+        write_predictions(Path(args.output), rows)
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["label"]] = counts.get(row["label"], 0) + 1
+        if args.json:
+            _print_json({"output": args.output, "texts": len(rows), "labels": counts})
+        else:
+            print(f"wrote {len(rows)} predictions to {args.output}: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    elif args.json:
+        _print_json({"predictions": rows})
+    else:
+        for row in rows:
+            print(f"{row['label']}\t{row['probability']:.4f}\t{' '.join(row['text'].split())}")
     return 0
 
 
@@ -143,22 +268,32 @@ def _no_overrides(overrides: list[str]) -> None:
 
 def _config_keys() -> str:
     from rnnkit.config import describe
-    from rnnkit.tasks.lm import LMConfig
 
-    rows = [f"  --{key}={default}  {help}" for key, default, help in describe(LMConfig)]
-    return "config keys (set in the TOML file or as --section.key=value):\n" + "\n".join(rows)
+    blocks, seen = [], set()
+    for task in TASKS.values():
+        if task.config in seen:
+            continue
+        seen.add(task.config)
+        names = "/".join(n for n, t in TASKS.items() if t.config == task.config)
+        rows = [f"  --{key}={default}  {help}" for key, default, help
+                in describe(task.config_class())]
+        blocks.append(f"{names} config keys (set in the TOML file or as --section.key=value):\n"
+                      + "\n".join(rows))
+    return "\n\n".join(blocks)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rnnkit.cli_args import add_eval, add_sample, add_train, add_vanishing
+    from rnnkit.cli_args import add_eval, add_predict, add_sample, add_train, add_vanishing
 
     parser = _Parser(
-        prog="rnnkit", description="Recurrent neural networks on PyTorch: train, sample "
-                                   "and evaluate recurrent models from the command line.")
+        prog="rnnkit", description="Recurrent neural networks on PyTorch: train, sample, "
+                                   "evaluate and predict with recurrent models from the "
+                                   "command line.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_train(sub, _train, TASKS, _config_keys)
+    add_train(sub, _train, list(TASKS), _config_keys)
     add_sample(sub, _sample)
     add_eval(sub, _eval)
+    add_predict(sub, _predict)
     add_vanishing(sub, _vanishing)
     return parser
 

@@ -8,19 +8,25 @@ import textwrap
 
 def add_train(sub, run, tasks, config_keys) -> None:
     p = sub.add_parser(
-        "train", help="train a model (charlm: characters, wordlm: words)",
+        "train", help="train a model (charlm: characters, wordlm: words, classify: labels "
+                      "of texts)",
         # the raw formatter keeps the config-key table as written: wrap the prose here
         description=textwrap.fill(
-            "Train a language model with truncated BPTT. Settings come from --config "
+            "Train a language model with truncated BPTT, or a text classifier. Settings "
+            "come from --config "
             "(default: configs/<task>/default.toml), then from the options below, then from "
             "--section.key=value overrides.", 79),
         epilog=config_keys(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", choices=tasks, help="charlm (character level, bits per character) "
-                                               "or wordlm (word level, perplexity)")
+    p.add_argument("task", choices=tasks, help="charlm (character level, bits per character), "
+                                               "wordlm (word level, perplexity) or classify "
+                                               "(a label per text: accuracy, macro-F1)")
     p.add_argument("--config", help="a TOML config file (sections [data], [model], [train], "
-                                    "[sample])")
-    p.add_argument("--data", help="corpus: a UTF-8 text file of yours, 'shakespeare' or "
-                                  "'brown' (sets data.corpus)")
+                                    "and [sample] or [tokenizer])")
+    p.add_argument("--data", help="charlm/wordlm: a UTF-8 text file of yours, 'shakespeare' or "
+                                  "'brown' (sets data.corpus); classify: a .csv, .tsv or "
+                                  ".jsonl file, a folder with one subfolder per class, or "
+                                  "'mr', 'spam', 'bbc' (sets data.train)")
+    add_columns(p, "classify: ")
     p.add_argument("--out", help="run directory for checkpoints, metrics and plots "
                                  "(default: runs/<task>)")
     p.add_argument("--max-steps", type=int, help="optimiser steps in all (train.max_steps); "
@@ -33,7 +39,8 @@ def add_train(sub, run, tasks, config_keys) -> None:
                         "--section.key=value still apply, [model] must stay the same)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON summary on stdout (step, train_loss, val_loss, "
-                        "val_bpc or val_ppl, out) and no progress bar")
+                        "val_bpc or val_ppl; classify: val_ and test_accuracy, val_ and "
+                        "test_macro_f1; out) and no progress bar")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -54,13 +61,43 @@ def add_sample(sub, run) -> None:
     p.set_defaults(func=run)
 
 
+def add_columns(p, prefix: str = "") -> None:
+    p.add_argument("--text-column", help=f"{prefix}the column (CSV/TSV header, JSON key) "
+                                         "holding the text (data.text_column)")
+    p.add_argument("--label-column", help=f"{prefix}the column holding the label "
+                                          "(data.label_column)")
+
+
 def add_eval(sub, run) -> None:
     p = sub.add_parser("eval", help="test-split metrics of a trained run",
-                       description="Evaluate a run's best checkpoint on its corpus's test "
-                                   "split, or on a whole text file.")
+                       description="Evaluate a run's best checkpoint on its data's test "
+                                   "split, or on a whole file. A classifier also writes "
+                                   "metrics.json, confusion.png and misclassified.jsonl into "
+                                   "DIR/report (DIR/report-<file name> with --data).")
     p.add_argument("dir", help="the run directory (train's --out)")
-    p.add_argument("--data", help="evaluate on this UTF-8 text file instead of the test split")
+    p.add_argument("--data", help="evaluate on this file instead of the test split (a UTF-8 "
+                                  "text for a language model; labelled examples for a "
+                                  "classifier)")
+    add_columns(p, "classifier, with --data: ")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def add_predict(sub, run) -> None:
+    p = sub.add_parser("predict", help="label texts with a trained classifier",
+                       description="Label texts with a classifier run's best checkpoint: "
+                                   "the likeliest label and its probability for each.")
+    p.add_argument("dir", help="the run directory (train's --out)")
+    p.add_argument("texts", nargs="*", help="texts to classify (or --input)")
+    p.add_argument("--input", help="a file of texts: one a line (.txt), or a .csv, .tsv or "
+                                   ".jsonl table (see --text-column)")
+    p.add_argument("--text-column", help="--input table: the column holding the text "
+                                         "(default: text)")
+    p.add_argument("--output", help="write the predictions, with every label's probability, "
+                                    "to this .jsonl, .csv or .tsv file")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object on stdout: the predictions, or with --output "
+                        "a summary")
     p.set_defaults(func=run)
 
 

