@@ -139,7 +139,8 @@ class Tagger(nn.Module):
         self.chars = CharEncoder(n_chars, cfg) if cfg.char_embedding else None
         size = cfg.word_embedding + (2 * cfg.char_hidden if self.chars else 0)
         self.rnn = CELLS[cfg.cell](size, cfg.hidden_size, cfg.num_layers, batch_first=True,
-                                   bidirectional=True, dropout=cfg.dropout,
+                                   bidirectional=True,
+                                   dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
                                    backend=cfg.backend)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(2 * cfg.hidden_size, n_tags)
