@@ -264,3 +264,23 @@ def test_separate_validation_and_test_files(tmp_path):
     cfg = tiny(f"data.corpus={tmp_path / 'ner.txt'}", "data.max_length=3")
     splits = tag_runs.load_splits(cfg)
     assert max(len(s) for split in splits.values() for s in split) == 3
+
+
+def test_benchmark_script_runs_and_writes_its_section(tmp_path, monkeypatch):
+    import importlib.util
+
+    script = ROOT / "benchmarks" / "bench_tag.py"
+    monkeypatch.syspath_prepend(str(script.parent))
+    spec = importlib.util.spec_from_file_location("bench_tag", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        result = bench.run(bench.parse_args(["--quick", "--out", str(tmp_path / "run")]))
+    finally:
+        torch.set_num_threads(threads)
+    text = bench.section(result, "python benchmarks/bench_tag.py --quick")
+    row = next(line for line in text.splitlines() if line.startswith("| 20 |"))
+    assert row.endswith(("| PASS |", "| FAIL |"))
+    assert f"{result['metrics']['test_accuracy']:.4f}" in row
+    assert "Per-tag F1 on the test split, most frequent first: DET " in text
