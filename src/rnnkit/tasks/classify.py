@@ -103,7 +103,8 @@ class TextClassifier(nn.Module):
             extra.update(proj_size=cfg.proj_size, forget_bias=cfg.forget_bias)
         self.rnn = CELLS[cfg.cell](
             cfg.embedding_size, cfg.hidden_size, cfg.num_layers, batch_first=True,
-            bidirectional=cfg.bidirectional, dropout=cfg.dropout, layer_norm=cfg.layer_norm,
+            bidirectional=cfg.bidirectional, layer_norm=cfg.layer_norm,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,  # between layers only
             recurrent_dropout=cfg.recurrent_dropout, weight_drop=cfg.weight_drop,
             zoneout=cfg.zoneout, backend=cfg.backend, **extra)
         directions = 2 if cfg.bidirectional else 1
