@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from rnnkit.backends._matmul import Fixed
 from rnnkit.cells._common import LN_EPS
 
 _LN_BACKWARD = torch.ops.aten.native_layer_norm_backward.default
@@ -143,11 +144,12 @@ class Recurrent:
                  pre=None, mean=None, rstd=None) -> None:
         self.w_hh, self.gain, self.drop = w_hh, gain, drop
         self.pre, self.mean, self.rstd = pre, mean, rstd
+        self.back: Optional[Fixed] = None
 
     def start_forward(self, like: Tensor, keep: bool, bias: Optional[Tensor] = None) -> None:
         T, B = like.shape[:2]
         G, P = self.w_hh.shape
-        self.w_t = self.w_hh.t().contiguous()  # (P, G): a contiguous right operand is faster
+        self.prod = Fixed(self.w_hh, B)  # (h ⊙ m) ↦ (h ⊙ m) W_hh^T, (B, P) -> (B, G)
         self.bias = bias
         self.hm = None if self.drop is None else like.new_empty(B, P)
         self.out = like.new_empty(B, G)
@@ -161,9 +163,9 @@ class Recurrent:
     def add_(self, a: Tensor, h: Tensor, t: int) -> None:
         """``a += LN((h ⊙ m) W_hh^T)`` in place (LSTM and RNN: ``b_hh`` is already in ``a``)."""
         if self.gain is None:
-            a.addmm_(self._masked(h), self.w_t)
+            self.prod.add_to(a, self._masked(h))
             return
-        pre = torch.mm(self._masked(h), self.w_t, out=self.pres[t])
+        pre = self.prod.into(self._masked(h), self.pres[t])
         out, mean, rstd = ln(pre, self.gain)
         self.means.append(mean)
         self.rstds.append(rstd)
@@ -172,10 +174,9 @@ class Recurrent:
     def gates(self, h: Tensor, t: int) -> Tensor:
         """``LN((h ⊙ m) W_hh^T) + b_hh`` (B, G) (GRU), valid until the next step's call."""
         if self.gain is None:
-            if self.bias is None:
-                return torch.mm(self._masked(h), self.w_t, out=self.out)
-            return torch.addmm(self.bias, self._masked(h), self.w_t, out=self.out)
-        pre = torch.mm(self._masked(h), self.w_t, out=self.pres[t])
+            out = self.prod.into(self._masked(h), self.out)
+            return out if self.bias is None else out.add_(self.bias)
+        pre = self.prod.into(self._masked(h), self.pres[t])
         out, mean, rstd = ln(pre, self.gain, self.bias)
         self.means.append(mean)
         self.rstds.append(rstd)
@@ -186,7 +187,14 @@ class Recurrent:
             self.mean, self.rstd = torch.stack(self.means), torch.stack(self.rstds)
         self.means = self.rstds = self.out = self.hm = None
 
+    def backward_product(self, rows: int) -> Fixed:
+        """δ ↦ δ W_hh, (rows, G) -> (rows, P): the product of each backward step."""
+        if self.back is None:
+            self.back = Fixed(self.w_hh.t(), rows)
+        return self.back
+
     def start_backward(self) -> None:
+        self.back = None
         if self.gain is not None:
             self.dpre = torch.empty_like(self.pre)
             self.dpres, self.pres = self.dpre.unbind(0), self.pre.unbind(0)
@@ -198,7 +206,8 @@ class Recurrent:
         if self.gain is not None:
             d = ln_backward(d, self.pres[t], self.means[t], self.rstds[t], self.gain)[0]
             self.dpres[t].copy_(d)
+        back = self.backward_product(d.shape[0])
         if self.drop is None:
-            return torch.mm(d, self.w_hh) if direct is None else direct.addmm_(d, self.w_hh)
-        dh = torch.mm(d, self.w_hh)
+            return back(d) if direct is None else back.add_to(direct, d)
+        dh = back(d)
         return dh.mul_(self.drop) if direct is None else direct.addcmul_(dh, self.drop)

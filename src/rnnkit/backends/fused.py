@@ -35,6 +35,7 @@ from torch import Tensor
 
 from rnnkit.backends import _fused_gru, _fused_lstm, _fused_rnn
 from rnnkit.backends._fused_common import Recurrent, Settle, ln, ln_backward
+from rnnkit.backends._matmul import linear
 from rnnkit.backends.spec import Masks, State
 from rnnkit.cells import Weights
 
@@ -114,9 +115,9 @@ def _input_projection(r) -> None:
     bias = sum(biases[1:], biases[0]) if biases else None
     r.xpre = r.x_mean = r.x_rstd = None
     if w.ln_ih is None:
-        acts = torch.mm(x2, w.w_ih.t()) if bias is None else torch.addmm(bias, x2, w.w_ih.t())
+        acts = linear(x2, w.w_ih, bias)
     else:
-        r.xpre = torch.mm(x2, w.w_ih.t())  # (T·B, G)
+        r.xpre = linear(x2, w.w_ih)  # (T·B, G)
         acts, r.x_mean, r.x_rstd = ln(r.xpre, w.ln_ih, bias)
     r.acts = acts.view(T, B, -1)
 
@@ -185,6 +186,6 @@ def _input_grads(r, need: dict, db_hh: Optional[Tensor]):
     if w.ln_ih is not None:
         mask = (need["x"] or need["w_ih"], need["ln_ih"], False)
         d, d_ln_ih, _ = ln_backward(d, r.xpre, r.x_mean, r.x_rstd, w.ln_ih, None, mask)
-    dx = (d @ w.w_ih).view(T, B, I) if need["x"] else None
+    dx = linear(d, w.w_ih.t()).view(T, B, I) if need["x"] else None
     dw_ih = d.t() @ x.reshape(T * B, I) if need["w_ih"] else None
     return dx, dw_ih, db_ih, d_ln_ih

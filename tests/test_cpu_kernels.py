@@ -1,0 +1,185 @@
+"""The fused backend's CPU fast paths: the compiled LSTM kernel and the oneDNN products.
+
+Each is checked against the torch-only loops and the reference backend: in float64
+exactly (the kernel's double build), in float32 to float32 accuracy (the kernel's own
+exp and tanh, and oneDNN's products); and each falls back cleanly when it cannot run.
+"""
+
+import ctypes
+import logging
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.backends import _cpu_kernels, _matmul
+
+LSTM_OPTIONS = {
+    "plain": {},
+    "layer_norm": {"layer_norm": True},
+    "zoneout": {"zoneout": (0.3, 0.6)},
+    "recurrent_dropout": {"recurrent_dropout": 0.4},
+    "everything": {"layer_norm": True, "recurrent_dropout": 0.3, "zoneout": 0.2, "weight_drop": 0.2},
+    "no_bias": {"bias": False, "layer_norm": True, "zoneout": 0.1},
+}
+needs_kernels = pytest.mark.skipif(_cpu_kernels.library(torch.float32) is None,
+                                   reason="no C compiler: the kernels cannot be built here")
+
+
+def _run(layer, x, lengths, seed=5):
+    torch.manual_seed(seed)
+    y, (h, c) = layer(x, lengths=lengths)
+    loss = (y * y.detach().cos()).sum() + (h ** 2).sum() + (c * 0.5).sum()
+    return [y, h, c, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+
+
+def _pair(option, dtype, train, backend="fused"):
+    torch.manual_seed(0)
+    kw = LSTM_OPTIONS[option]
+    a = rnnkit.LSTM(6, 8, num_layers=2, bidirectional=True, dtype=dtype, backend="reference", **kw)
+    b = rnnkit.LSTM(6, 8, num_layers=2, bidirectional=True, dtype=dtype, backend=backend, **kw)
+    b.load_state_dict(a.state_dict())
+    return a.train(train), b.train(train)
+
+
+@needs_kernels
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("option", LSTM_OPTIONS)
+def test_kernel_equals_torch_loops_in_float64(option, train, monkeypatch):
+    _, layer = _pair(option, torch.float64, train)
+    x = torch.randn(7, 4, 6, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([7, 2, 5, 1])
+    for lens in (None, lengths):
+        fast = _run(layer, x, lens)
+        monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
+        slow = _run(layer, x, lens)
+        monkeypatch.delenv("RNNKIT_CPU_KERNELS")
+        for a, b in zip(fast, slow):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _float32_error(option, train, lengths) -> float:
+    """The largest error of fused against reference in float32, relative to scale."""
+    ref, fast = _pair(option, torch.float32, train)
+    torch.manual_seed(2)
+    x = torch.randn(9, 5, 6, requires_grad=True)
+    return max(((a - b).abs().max() / a.abs().max().clamp_min(1.0)).item()
+               for a, b in zip(_run(ref, x, lengths), _run(fast, x, lengths)))
+
+
+@needs_kernels
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("option", LSTM_OPTIONS)
+def test_float32_fast_paths_are_as_accurate_as_the_torch_loops(option, train, monkeypatch):
+    """float32 (the kernel's exp/tanh, oneDNN's products) against the reference: the
+    error is float32 roundoff (layer norm amplifies it to ~1e-5 in the gain gradients),
+    and of the order of that of the torch-only loops on the same run."""
+    for lengths in (None, torch.tensor([9, 3, 7, 1, 9])):
+        fast = _float32_error(option, train, lengths)
+        monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
+        monkeypatch.setenv("RNNKIT_ONEDNN", "0")
+        slow = _float32_error(option, train, lengths)
+        monkeypatch.delenv("RNNKIT_CPU_KERNELS")
+        monkeypatch.delenv("RNNKIT_ONEDNN")
+        assert fast < 5e-5 and fast <= 10 * slow + 1e-6, (fast, slow)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_onednn_products_equal_torch_mm(kind, monkeypatch):
+    """The same float32 run with products through oneDNN and through torch.mm."""
+    torch.manual_seed(1)
+    layer = getattr(rnnkit, kind)(16, 32, num_layers=2, layer_norm=True, backend="fused")
+    x = torch.randn(12, 8, 16, requires_grad=True)
+    runs = []
+    for onednn in ("1", "0"):
+        monkeypatch.setenv("RNNKIT_ONEDNN", onednn)
+        y, _ = layer(x)
+        runs.append([y, *torch.autograd.grad(y.square().sum(), [x, *layer.parameters()])])
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fixed_product_is_x_times_w_transposed():
+    w, x = torch.randn(12, 5), torch.randn(3, 5)
+    prod = _matmul.Fixed(w, 3)
+    torch.testing.assert_close(prod(x), x @ w.t(), rtol=1e-5, atol=1e-5)
+    out, acc = torch.empty(3, 12), torch.ones(3, 12)
+    torch.testing.assert_close(prod.into(x, out), x @ w.t(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(prod.add_to(acc, x), 1 + x @ w.t(), rtol=1e-5, atol=1e-5)
+    wd, xd = w.double(), x.double()  # float64: torch.mm
+    assert _matmul.Fixed(wd, 3).packed is None
+    torch.testing.assert_close(_matmul.Fixed(wd, 3)(xd), xd @ wd.t(), rtol=1e-14, atol=1e-14)
+
+
+@needs_kernels
+def test_kernel_activations_are_accurate_and_keep_nan():
+    lib = _cpu_kernels.library(torch.float32)
+    x = torch.cat([torch.linspace(-30, 30, 200_001), torch.tensor([-1e4, 1e4, -100.0, 100.0,
+                                                                    1e-30, -1e-30, 0.0])])
+    for kind, exact in ((0, torch.sigmoid), (1, torch.tanh)):
+        y = x.clone()
+        lib.rnnkit_activation(y.data_ptr(), y.numel(), kind)
+        want = exact(x.double())
+        assert ((y.double() - want).abs() <= 4e-7 * want.abs().clamp_min(2 ** -24)).all()
+        special = torch.tensor([float("nan"), float("inf"), -float("inf")])
+        lib.rnnkit_activation(special.data_ptr(), 3, kind)
+        assert special[0].isnan() and special[1] == 1.0
+        assert special[2] == -1.0 if kind else 0 <= special[2] < 1e-38
+
+
+@needs_kernels
+def test_nan_input_gives_nan_output():
+    layer = rnnkit.LSTM(3, 4, backend="fused", layer_norm=True)
+    x = torch.zeros(5, 2, 3)
+    x[2, 1, 0] = float("nan")
+    y, _ = layer(x)
+    assert y[2:, 1].isnan().all() and not y[:, 0].isnan().any()
+
+
+def test_without_a_compiler_fused_runs_its_torch_loops(monkeypatch, caplog):
+    layer = rnnkit.LSTM(3, 4, backend="fused", zoneout=0.2).eval()
+    x = torch.randn(5, 2, 3)
+    want = layer(x)[0]
+    _cpu_kernels.library.cache_clear()
+    monkeypatch.setattr(_cpu_kernels, "_compiler", lambda: None)
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert _cpu_kernels.library(torch.float32) is None
+            torch.testing.assert_close(layer(x)[0], want, rtol=1e-5, atol=1e-6)
+        assert "no C compiler found" in caplog.text
+    finally:
+        _cpu_kernels.library.cache_clear()
+
+
+def test_a_failed_build_leaves_nothing_behind(monkeypatch, tmp_path, caplog):
+    if _cpu_kernels._compiler() is None:
+        pytest.skip("no C compiler")
+    broken = tmp_path / "csrc"
+    broken.mkdir()
+    (broken / "lstm.c").write_text("this is not C;\n")
+    monkeypatch.setattr(_cpu_kernels, "SOURCES", broken)
+    monkeypatch.setenv("RNNKIT_CACHE", str(tmp_path / "cache"))
+    _cpu_kernels.library.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert _cpu_kernels.library(torch.float64) is None
+        assert "building the fused backend's CPU kernels failed" in caplog.text
+        assert not list((tmp_path / "cache").rglob("*.so"))  # no half-written library
+    finally:
+        _cpu_kernels.library.cache_clear()
+
+
+@needs_kernels
+def test_kernels_are_built_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("RNNKIT_CACHE", str(tmp_path))
+    _cpu_kernels.library.cache_clear()
+    try:
+        lib = _cpu_kernels.library(torch.float64)
+        built = list(tmp_path.rglob("rnnkit_double.so"))
+        assert isinstance(lib, ctypes.CDLL) and len(built) == 1
+        stamp = built[0].stat().st_mtime_ns
+        _cpu_kernels.library.cache_clear()
+        _cpu_kernels.library(torch.float64)
+        assert built[0].stat().st_mtime_ns == stamp  # found, not rebuilt
+    finally:
+        _cpu_kernels.library.cache_clear()
