@@ -58,6 +58,7 @@ TASKS = {
     "wordlm": Task("rnnkit.tasks.lm_runs", "rnnkit.tasks.lm:LMConfig", "data.corpus"),
     "classify": Task("rnnkit.tasks.classify_runs",
                      "rnnkit.tasks.classify:ClassifyConfig", "data.train"),
+    "tag": Task("rnnkit.tasks.tag_runs", "rnnkit.tasks.tag:TagConfig", "data.corpus"),
 }
 COLUMN_TASKS = ("classify",)  # the tasks that read --text-column / --label-column
 
@@ -117,6 +118,10 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
         _print_json(summary)
     elif args.task in ("charlm", "wordlm"):
         _print_lm_summary(summary, cfg, out, runs)
+    elif args.task == "tag":
+        print(f"\nstep {summary['step']}: validation accuracy {summary['val_accuracy']:.4f} "
+              f"({summary['tags']} tags)\nThe run is in {out}/; tag text: rnnkit predict "
+              f"{out} \"a sentence\"; test metrics: rnnkit eval {out}")
     else:
         _print_classify_summary(summary, out)
     return 0
@@ -201,6 +206,10 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
         if key == "per_class":
             for label, pr in value.items():
                 print(f"  {label:20} precision {pr['precision']:.4f}  recall {pr['recall']:.4f}")
+        elif key == "per_tag":
+            for tag, pr in value.items():
+                print(f"  {tag:20} precision {pr['precision']:.4f}  recall {pr['recall']:.4f}"
+                      f"  F1 {pr['f1']:.4f}  support {pr['support']}")
         else:
             print(f"{key:14} {value:.4f}" if isinstance(value, float) else f"{key:14} {value}")
     return 0
@@ -222,6 +231,15 @@ def _predict(args: argparse.Namespace, overrides: list[str]) -> int:
         check_output(Path(args.output))
     texts = texts_of(args.input, args.text_column or "text") if args.input else args.texts
     rows = runs.predict(Path(args.dir), texts)
+    if task == "tag":  # a tag per token: word/TAG, a line per text
+        if args.output:
+            raise ValueError("--output is for classifier runs; a tagger prints its tags")
+        if args.json:
+            _print_json({"predictions": [{"tokens": [w for w, _ in r], "tags": [t for _, t in r]}
+                                         for r in rows]})
+        else:
+            print("\n".join(" ".join(f"{w}/{t}" for w, t in r) for r in rows))
+        return 0
     if args.output:
         write_predictions(Path(args.output), rows)
         counts: dict[str, int] = {}
