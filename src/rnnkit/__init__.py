@@ -1,8 +1,11 @@
 """rnnkit: recurrent neural networks on PyTorch, from the equations to a trained model."""
 
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.cells.minimal import MinGRUCell, MinLSTMCell
 from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.layers.minimal import MinGRU, MinLSTM
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "__version__"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell",
+           "RNN", "RNNCell", "__version__"]
