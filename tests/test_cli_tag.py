@@ -82,3 +82,14 @@ def test_malformed_line_is_one_line_exit_2_nothing_written(tmp_path):
     assert r.stderr.strip().splitlines() == [
         f"rnnkit: error: {bad}:3: expected 2 columns like the lines before, got 1: 'sat'"]
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_refuses_output_file_and_missing_run(run, tmp_path):
+    out, _ = run
+    r = rnnkit("predict", out, "a cat", "--output", tmp_path / "tags.jsonl")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "rnnkit: error: --output is for classifier runs; a tagger prints its tags"]
+    assert not (tmp_path / "tags.jsonl").exists()
+    r = rnnkit("eval", tmp_path / "nothing")
+    assert r.returncode == 2 and "no such run directory" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -227,13 +227,13 @@ def _predict(args: argparse.Namespace, overrides: list[str]) -> int:
                          f"predicting labels: use rnnkit sample {args.dir}")
     if bool(args.texts) == bool(args.input):
         raise ValueError("give the texts to classify as arguments or as --input FILE (one of them)")
+    if args.output and task == "tag":
+        raise ValueError("--output is for classifier runs; a tagger prints its tags")
     if args.output:
         check_output(Path(args.output))
     texts = texts_of(args.input, args.text_column or "text") if args.input else args.texts
     rows = runs.predict(Path(args.dir), texts)
     if task == "tag":  # a tag per token: word/TAG, a line per text
-        if args.output:
-            raise ValueError("--output is for classifier runs; a tagger prints its tags")
         if args.json:
             _print_json({"predictions": [{"tokens": [w for w, _ in r], "tags": [t for _, t in r]}
                                          for r in rows]})
