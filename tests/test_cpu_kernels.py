@@ -1,4 +1,4 @@
-"""The fused backend's CPU fast paths: the compiled LSTM kernel and the oneDNN products.
+"""The fused backend's CPU fast paths: the compiled kernels and the oneDNN products.
 
 Each is checked against the torch-only loops and the reference backend: in float64
 exactly (the kernel's double build), in float32 to float32 accuracy (the kernel's own
@@ -14,7 +14,8 @@ import torch
 import rnnkit
 from rnnkit.backends import _cpu_kernels, _matmul
 
-LSTM_OPTIONS = {
+KINDS = ("LSTM", "GRU", "RNN")
+OPTIONS = {
     "plain": {},
     "layer_norm": {"layer_norm": True},
     "zoneout": {"zoneout": (0.3, 0.6)},
@@ -28,25 +29,29 @@ needs_kernels = pytest.mark.skipif(_cpu_kernels.library(torch.float32) is None,
 
 def _run(layer, x, lengths, seed=5):
     torch.manual_seed(seed)
-    y, (h, c) = layer(x, lengths=lengths)
-    loss = (y * y.detach().cos()).sum() + (h ** 2).sum() + (c * 0.5).sum()
-    return [y, h, c, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+    y, h = layer(x, lengths=lengths)
+    states = h if isinstance(h, tuple) else (h,)
+    loss = (y * y.detach().cos()).sum() + sum((s ** 2).sum() * (k + 1) for k, s in enumerate(states))
+    return [y, *states, *torch.autograd.grad(loss, [x, *layer.parameters()])]
 
 
-def _pair(option, dtype, train, backend="fused"):
+def _pair(kind, option, dtype, train, backend="fused"):
     torch.manual_seed(0)
-    kw = LSTM_OPTIONS[option]
-    a = rnnkit.LSTM(6, 8, num_layers=2, bidirectional=True, dtype=dtype, backend="reference", **kw)
-    b = rnnkit.LSTM(6, 8, num_layers=2, bidirectional=True, dtype=dtype, backend=backend, **kw)
+    kw = OPTIONS[option]
+    a = getattr(rnnkit, kind)(6, 8, num_layers=2, bidirectional=True, dtype=dtype,
+                              backend="reference", **kw)
+    b = getattr(rnnkit, kind)(6, 8, num_layers=2, bidirectional=True, dtype=dtype,
+                              backend=backend, **kw)
     b.load_state_dict(a.state_dict())
     return a.train(train), b.train(train)
 
 
 @needs_kernels
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("option", LSTM_OPTIONS)
-def test_kernel_equals_torch_loops_in_float64(option, train, monkeypatch):
-    _, layer = _pair(option, torch.float64, train)
+@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_kernel_equals_torch_loops_in_float64(kind, option, train, monkeypatch):
+    _, layer = _pair(kind, option, torch.float64, train)
     x = torch.randn(7, 4, 6, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([7, 2, 5, 1])
     for lens in (None, lengths):
@@ -58,9 +63,9 @@ def test_kernel_equals_torch_loops_in_float64(option, train, monkeypatch):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-def _float32_error(option, train, lengths) -> float:
+def _float32_error(kind, option, train, lengths) -> float:
     """The largest error of fused against reference in float32, relative to scale."""
-    ref, fast = _pair(option, torch.float32, train)
+    ref, fast = _pair(kind, option, torch.float32, train)
     torch.manual_seed(2)
     x = torch.randn(9, 5, 6, requires_grad=True)
     return max(((a - b).abs().max() / a.abs().max().clamp_min(1.0)).item()
@@ -69,16 +74,17 @@ def _float32_error(option, train, lengths) -> float:
 
 @needs_kernels
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("option", LSTM_OPTIONS)
-def test_float32_fast_paths_are_as_accurate_as_the_torch_loops(option, train, monkeypatch):
+@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_fast_paths_are_as_accurate_as_the_torch_loops(kind, option, train, monkeypatch):
     """float32 (the kernel's exp/tanh, oneDNN's products) against the reference: the
     error is float32 roundoff (layer norm amplifies it to ~1e-5 in the gain gradients),
     and of the order of that of the torch-only loops on the same run."""
     for lengths in (None, torch.tensor([9, 3, 7, 1, 9])):
-        fast = _float32_error(option, train, lengths)
+        fast = _float32_error(kind, option, train, lengths)
         monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
         monkeypatch.setenv("RNNKIT_ONEDNN", "0")
-        slow = _float32_error(option, train, lengths)
+        slow = _float32_error(kind, option, train, lengths)
         monkeypatch.delenv("RNNKIT_CPU_KERNELS")
         monkeypatch.delenv("RNNKIT_ONEDNN")
         assert fast < 5e-5 and fast <= 10 * slow + 1e-6, (fast, slow)
@@ -183,3 +189,19 @@ def test_kernels_are_built_once_into_the_cache(monkeypatch, tmp_path):
         assert built[0].stat().st_mtime_ns == stamp  # found, not rebuilt
     finally:
         _cpu_kernels.library.cache_clear()
+
+
+@needs_kernels
+@pytest.mark.parametrize("extras", [{}, {"layer_norm": True, "zoneout": 0.3, "recurrent_dropout": 0.2}])
+def test_relu_rnn_kernel_equals_torch_loops(extras, monkeypatch):
+    torch.manual_seed(0)
+    layer = rnnkit.RNN(6, 8, num_layers=2, nonlinearity="relu", bidirectional=True,
+                       dtype=torch.float64, backend="fused", **extras)
+    x = torch.randn(7, 4, 6, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([7, 2, 5, 1])
+    fast = _run(layer, x, lengths)
+    monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
+    slow = _run(layer, x, lengths)
+    assert (fast[0] == 0).any() and (fast[0] > 0).any()  # the ReLU is active and inactive
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

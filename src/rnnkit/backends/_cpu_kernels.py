@@ -87,12 +87,13 @@ def library(dtype: torch.dtype) -> Optional[ctypes.CDLL]:
         return None
     real = _REALS[dtype][0]
     sources = sorted(SOURCES.glob("*.c"))
+    headers = sorted(SOURCES.glob("*.h"))
     error = b""
     for openmp in OPENMP:
         flags = [*FLAGS, *openmp, *_native_flag(cc)] + (["-DRNNKIT_DOUBLE"] if real == "double"
                                                          else [])
         key = hashlib.sha256()
-        for part in (cc, *flags, _cpu_tag(), *(s.read_bytes() for s in sources)):
+        for part in (cc, *flags, _cpu_tag(), *(s.read_bytes() for s in sources + headers)):
             key.update(part if isinstance(part, bytes) else part.encode())
         target = cache_dir() / "kernels" / key.hexdigest()[:16] / f"rnnkit_{real}.so"
         try:
@@ -108,12 +109,16 @@ def library(dtype: torch.dtype) -> Optional[ctypes.CDLL]:
                     " ".join(error.decode(errors="replace").strip().splitlines()[-1:]))
         return None
     run, p, i64 = ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64
-    for name, args in (("lstm_forward_step", (run, i64, p)),
-                       ("lstm_backward_step", (run, i64, i64, p)),
-                       ("rnnkit_activation", (p, i64, i64))):
-        getattr(lib, name).restype = None
-        getattr(lib, name).argtypes = args
+    for cell in ("lstm", "gru", "rnn"):
+        _declare(lib, f"{cell}_forward_step", (run, i64, p))
+        _declare(lib, f"{cell}_backward_step", (run, i64, i64, p))
+    _declare(lib, "rnnkit_activation", (p, i64, i64))
     return lib
+
+
+def _declare(lib: ctypes.CDLL, name: str, args: tuple) -> None:
+    getattr(lib, name).restype = None
+    getattr(lib, name).argtypes = args
 
 
 def _build(cc: str, flags: list[str], sources: list[Path], target: Path) -> None:

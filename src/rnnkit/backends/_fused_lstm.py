@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.backends import _fused_lstm_cpu
+from rnnkit.backends import _fused_cpu, _fused_lstm_cpu
 from rnnkit.backends._fused_common import ln, ln_backward, steps
 
 
 def forward(r) -> dict:
     """Run the LSTM forward; return the tensors backward needs."""
-    if _fused_lstm_cpu.usable(r):
+    if _fused_cpu.usable(r):
         return _fused_lstm_cpu.forward(r)
     acts, w = r.acts, r.w
     T, B, G = acts.shape
@@ -103,7 +103,7 @@ def _factors(r):
 def backward(r, dy, dh, dc) -> None:
     """Set ``r.d_rec`` (T, B, 4H), ``r.dh0``, ``r.dc0`` and the projection and
     cell-norm gradients."""
-    if _fused_lstm_cpu.usable(r):
+    if _fused_cpu.usable(r):
         return _fused_lstm_cpu.backward(r, dy, dh, dc)
     D, ot = _factors(r)
     r.settle_h.prepare(dy)

@@ -1,0 +1,218 @@
+/* What every cell's kernels share: the real type, exp and tanh, layer norm, settling.
+ *
+ * G is the gates' width: 4H (LSTM), 3H (GRU), H (RNN). Every array is row-major and
+ * contiguous; a per-step buffer whose step stride is 0 is one scratch block reused at
+ * every step (nothing is kept for backward). Rows of the batch are independent: with
+ * OpenMP (the runtime torch itself loaded) they are shared between torch's threads.
+ * Compiled twice, with REAL float and double. The float build computes exp and tanh
+ * with polynomial approximations (Cephes' expf and tanhf, a few ulp) that the compiler
+ * vectorises; the double build calls libm. NaN propagates through both.
+ */
+#ifndef RNNKIT_COMMON_H
+#define RNNKIT_COMMON_H
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Below this many state values a step is too short to share between threads. */
+#define PARALLEL_MIN 4096
+
+#ifdef RNNKIT_DOUBLE
+typedef double real;
+static inline real sigm(real x) { return 1.0 / (1.0 + exp(-x)); }
+static inline real tanh_r(real x) { return tanh(x); }
+#else
+typedef float real;
+
+static inline float exp_f(float x) {
+    x = x > 88.3762626647949f ? 88.3762626647949f : x;  /* a NaN fails both tests */
+    x = x < -87.3365447504f ? -87.3365447504f : x;
+    float n = floorf(x * 1.44269504088896341f + 0.5f);  /* x = n ln2 + r */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;  /* 2^n */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float sigm(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+
+static inline float tanh_r(float x) {
+    float ax = fabsf(x), z = x * x;
+    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z
+                    + 1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+    float big = copysignf(1.0f - 2.0f / (exp_f(2.0f * ax) + 1.0f), x);
+    return ax < 0.625f ? small : big;
+}
+#endif
+
+/* One run of one layer and direction, for every cell (a cell ignores what it does not
+ * use); the layout is mirrored by a ctypes Structure in _cpu_kernels.py. */
+typedef struct {
+    real *acts;          /* (T, B, G): x side + biases in; activations i, f, g, o out */
+    real *pre;           /* (T, B, G) the recurrent product kept for LN_hh's backward */
+    real *ln_hh;         /* (G) its gain, or NULL */
+    real *rmean, *rrstd; /* (T, B) its statistics */
+    real *h0, *c0;       /* (B, H) */
+    real *hbuf, *cbuf;   /* (T, B, H) the settled states */
+    real *cnew;          /* (T, B, H) c' before settling, or NULL when c' is the state */
+    real *tc;            /* (T, B, H) tanh(LN_c(c')) */
+    real *ln_c_w, *ln_c_b, *cmean, *crstd; /* cell norm: gain, bias (or NULL); (T, B) */
+    real *wh, *wc;       /* settle weights (T, B, cols), or NULL (then the scalar) */
+    real *drop, *hm;     /* recurrent dropout mask (B, H) and h_t . m (B, H), or NULL */
+    real *dy;            /* (T, B, H) gradient from the outputs, or NULL */
+    real *dgates;        /* (T, B, G) dL/d(gate pre-activations) */
+    real *dtc;           /* (T, B, H) dL/d(LN_c output), kept for the cell norm's gain */
+    real *dpre;          /* (T, B, G) dL/d pre (through LN_hh), or NULL */
+    real *b_hh;          /* GRU: (3H) the recurrent bias, apart from the input side's */
+    real *hn;            /* GRU: (T, B, H) h_n, the n share of the recurrent product */
+    real *dn;            /* GRU: (T, B, H) dL/d(input-side n pre-activation) */
+    real *gp, *dc;       /* (B, H): the settle share to h_{t-1}, the carried dL/dc */
+    int64_t T, B, H, wh_cols, wc_cols, st_cn, st_tc, st_pre, st_stat;
+    int64_t threads;     /* OpenMP threads over the batch rows (torch's own count) */
+    int64_t relu;        /* RNN: 1 for ReLU, 0 for tanh */
+    double wh_s, wc_s, eps;
+} run_t;
+
+/* y = gain (x - mean) rstd over one row of n, into the statistics at *mean, *rstd. */
+static inline void ln_stats(const real *x, int64_t n, double eps, real *mean, real *rstd) {
+    double s = 0.0, v = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < n; j++) s += x[j];
+    double m = s / n;
+#pragma omp simd reduction(+ : v)
+    for (int64_t j = 0; j < n; j++) v += (x[j] - m) * (x[j] - m);
+    *mean = (real)m;
+    *rstd = (real)(1.0 / sqrt(v / n + eps));
+}
+
+/* dx of y = gain * xhat, xhat = (x - mean) rstd, over one row: in place over dy. */
+static inline void ln_backward_row(real *restrict d, const real *restrict x, const real *restrict gain,
+                            int64_t n, real mean, real rstd, real *restrict out) {
+    double a = 0.0, b = 0.0;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t j = 0; j < n; j++) {
+        real gd = d[j] * gain[j];
+        a += gd;
+        b += gd * (x[j] - mean) * rstd;
+    }
+    real ma = (real)(a / n), mb = (real)(b / n);
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++)
+        out[j] = rstd * (d[j] * gain[j] - ma - (x[j] - mean) * rstd * mb);
+}
+
+/* The settle weight of row b at step t: a pointer to H values, or NULL and *ws. */
+static inline const real *weight_row(const real *w, int64_t cols, double scalar, int64_t t, int64_t B,
+                              int64_t b, real *ws) {
+    *ws = (real)scalar;
+    if (!w) return NULL;
+    const real *row = w + (t * B + b) * cols;
+    if (cols != 1) return row;
+    *ws = row[0];
+    return NULL;
+}
+
+/* out = new + w (prev - new): zoneout and the length mask (out may be new). */
+static inline void settle_row(real *out, const real *nw, const real *restrict prev,
+                       const real *restrict w, real ws, int64_t n) {
+    if (w) {
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) out[j] = nw[j] + w[j] * (prev[j] - nw[j]);
+    } else {
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) out[j] = nw[j] + ws * (prev[j] - nw[j]);
+    }
+}
+
+
+/* q <- q m (the recurrent product's share, masked) + gp (the settle share) + dy_t:
+ * dL/dh_t at step t of a backward loop; at its first step q is the final state's own. */
+static inline void carried_gradient(const run_t *r, int64_t t, int64_t b, int first, int settle,
+                                    real *restrict g) {
+    const int64_t B = r->B, H = r->H;
+    const real *restrict gp = r->gp + b * H;
+    if (!first && r->drop) {
+        const real *restrict m = r->drop + b * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; j++) g[j] *= m[j];
+    }
+    if (!first && settle) {
+#pragma omp simd
+        for (int64_t j = 0; j < H; j++) g[j] += gp[j];
+    }
+    if (r->dy) {
+        const real *restrict dy = r->dy + (t * B + b) * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; j++) g[j] += dy[j];
+    }
+}
+
+/* Split g between the new state (kept in g) and h_{t-1} (written to gp): g w to gp. */
+static inline void split_gradient(const run_t *r, int64_t t, int64_t b, real *restrict g) {
+    real ws;
+    real *restrict gp = r->gp + b * r->H;
+    const real *restrict w = weight_row(r->wh, r->wh_cols, r->wh_s, t, r->B, b, &ws);
+    if (w) {
+#pragma omp simd
+        for (int64_t j = 0; j < r->H; j++) { gp[j] = g[j] * w[j]; g[j] -= gp[j]; }
+    } else {
+#pragma omp simd
+        for (int64_t j = 0; j < r->H; j++) { gp[j] = g[j] * ws; g[j] -= gp[j]; }
+    }
+}
+
+/* a += LN(p) (the product p kept for backward) or a += p, over one row of n gates. */
+static inline void add_product(const run_t *r, int64_t t, int64_t b, int64_t n,
+                               real *restrict a, const real *restrict p) {
+    if (r->ln_hh) {
+        const real *restrict gain = r->ln_hh;
+        real m, s;
+        ln_stats(p, n, r->eps, &m, &s);
+        r->rmean[t * r->st_stat + b] = m;
+        r->rrstd[t * r->st_stat + b] = s;
+        real *kept = r->pre ? r->pre + t * r->st_pre + b * n : NULL;
+        if (kept && kept != p) memcpy(kept, p, n * sizeof(real));
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) a[j] += gain[j] * (p[j] - m) * s;
+    } else {
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) a[j] += p[j];
+    }
+}
+
+/* dL/d(the product) through LN_hh, for the next backward product (when LN is on). */
+static inline void product_gradient(const run_t *r, int64_t t, int64_t b, int64_t n,
+                                    real *restrict d) {
+    if (!r->dpre) return;
+    ln_backward_row(d, r->pre + t * r->st_pre + b * n, r->ln_hh, n, r->rmean[t * r->st_stat + b],
+                    r->rrstd[t * r->st_stat + b], r->dpre + (t * r->B + b) * n);
+}
+
+/* h_t m: the next product's left operand, under recurrent dropout. */
+static inline void mask_state(const run_t *r, int64_t b, const real *restrict h) {
+    if (!r->drop) return;
+    real *restrict hm = r->hm + b * r->H;
+    const real *restrict m = r->drop + b * r->H;
+#pragma omp simd
+    for (int64_t j = 0; j < r->H; j++) hm[j] = h[j] * m[j];
+}
+
+/* Zoneout and the length mask of h, in place: h = h' + w (h_{t-1} - h'). */
+static inline void settle_state(const run_t *r, int64_t t, int64_t b, real *h, const real *hp) {
+    real ws;
+    const real *w = weight_row(r->wh, r->wh_cols, r->wh_s, t, r->B, b, &ws);
+    settle_row(h, h, hp, w, ws, r->H);
+}
+
+#define SETTLE_H(r) ((r)->wh || (r)->wh_s != 0.0)
+#define PARALLEL_ROWS(r) _Pragma("omp parallel for num_threads((r)->threads) if ((r)->threads > 1 && (r)->B * (r)->H >= PARALLEL_MIN)")
+
+#endif
