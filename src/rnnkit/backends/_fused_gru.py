@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.backends import _fused_cpu
+from rnnkit.backends import _fused_cpu, _fused_gru_triton
 from rnnkit.backends._fused_common import steps
 
 
@@ -29,6 +29,8 @@ def forward(r) -> dict:
     """Run the GRU forward; return the tensors backward needs."""
     if _fused_cpu.usable(r):
         return _fused_cpu.gru_forward(r)
+    if _fused_gru_triton.usable(r):
+        return _fused_gru_triton.forward(r)
     acts, rec, settle = r.acts, r.rec, r.settle_h
     T, B, G = acts.shape
     H = G // 3
@@ -67,6 +69,8 @@ def backward(r, dy, dh) -> None:
     """Set ``r.d_rec`` (recurrent side), ``r.dn`` (the input side's n part) and ``r.dh0``."""
     if _fused_cpu.usable(r):
         return _fused_cpu.gru_backward(r, dy, dh)
+    if _fused_gru_triton.usable(r):
+        return _fused_gru_triton.backward(r, dy, dh)
     D, dn = _factors(r)
     T, B, G = D.shape
     H = G // 3

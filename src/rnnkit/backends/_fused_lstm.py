@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.backends import _fused_cpu, _fused_lstm_cpu
+from rnnkit.backends import _fused_cpu, _fused_lstm_cpu, _fused_lstm_triton
 from rnnkit.backends._fused_common import ln, ln_backward, steps
 
 
@@ -27,6 +27,8 @@ def forward(r) -> dict:
     """Run the LSTM forward; return the tensors backward needs."""
     if _fused_cpu.usable(r):
         return _fused_lstm_cpu.forward(r)
+    if _fused_lstm_triton.usable(r):
+        return _fused_lstm_triton.forward(r)
     acts, w = r.acts, r.w
     T, B, G = acts.shape
     H = G // 4
@@ -105,6 +107,8 @@ def backward(r, dy, dh, dc) -> None:
     cell-norm gradients."""
     if _fused_cpu.usable(r):
         return _fused_lstm_cpu.backward(r, dy, dh, dc)
+    if _fused_lstm_triton.usable(r):
+        return _fused_lstm_triton.backward(r, dy, dh, dc)
     D, ot = _factors(r)
     r.settle_h.prepare(dy)
     r.settle_c.prepare(None)

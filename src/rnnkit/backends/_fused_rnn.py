@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.backends import _fused_cpu
+from rnnkit.backends import _fused_cpu, _fused_rnn_triton
 
 def forward(r) -> dict:
     """Run the RNN forward; return the tensors backward needs."""
     if _fused_cpu.usable(r):
         return _fused_cpu.rnn_forward(r)
+    if _fused_rnn_triton.usable(r):
+        return _fused_rnn_triton.forward(r)
     acts, rec, settle = r.acts, r.rec, r.settle_h
     T = acts.shape[0]
     r.hbuf = acts if settle.w is None else torch.empty_like(acts)
@@ -34,6 +36,8 @@ def backward(r, dy, dh) -> None:
     """Set ``r.d_rec`` (T, B, H) and ``r.dh0``."""
     if _fused_cpu.usable(r):
         return _fused_cpu.rnn_backward(r, dy, dh)
+    if _fused_rnn_triton.usable(r):
+        return _fused_rnn_triton.backward(r, dy, dh)
     a = r.acts
     D = (a > 0).to(a.dtype) if r.mode == "RNN_RELU" else torch.addcmul(torch.ones_like(a), a, a,
                                                                          value=-1)

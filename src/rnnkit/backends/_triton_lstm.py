@@ -1,0 +1,157 @@
+"""Triton kernels of the LSTM's time step (see ``_triton_ops`` for the conventions).
+
+Gate order i, f, g, o; ``acts`` is one step's (B, 4H) slice, the input share with both
+biases in, the activations out. Layer norm on the recurrent product normalises each row
+over its four gate tiles; the cell norm over one.
+"""
+
+import triton
+import triton.language as tl
+
+from rnnkit.backends._triton_ops import (
+    centred_sq,
+    gain,
+    gradient_in,
+    ln_dx,
+    ln_sums,
+    load,
+    normed,
+    settle_weight,
+    sigmoid,
+    store,
+    tanh,
+)
+
+
+@triton.jit
+def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, cn, tc, ln_c_w, ln_c_b,
+                 cmean, crstd, drop, hm, wh, wh_s, wc, wc_s, eps, B, H,
+                 LN_HH: tl.constexpr, LN_C: tl.constexpr, LN_C_BIAS: tl.constexpr,
+                 SETTLE_H: tl.constexpr, COLS_H: tl.constexpr, SETTLE_C: tl.constexpr,
+                 COLS_C: tl.constexpr, DROP: tl.constexpr, KEEP: tl.constexpr,
+                 BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """a += LN(p) (else the product is already in a); i, f, g, o; c' = f c + i g;
+    h' = o tanh(LN_c(c')); h, c settled; h m for the next product."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, BLOCK_H)
+    valid = rows < B
+    mask = valid[:, None] & (cols < H)[None, :]
+    offs = rows[:, None] * H + cols[None, :]  # a (B, H) tile
+    g4 = rows[:, None] * (4 * H) + cols[None, :]  # gate i of a (B, 4H) row; + k H for gate k
+    a_i, a_f = load(acts, g4, mask), load(acts, g4 + H, mask)
+    a_g, a_o = load(acts, g4 + 2 * H, mask), load(acts, g4 + 3 * H, mask)
+    if LN_HH:
+        p_i, p_f = load(prod, g4, mask), load(prod, g4 + H, mask)
+        p_g, p_o = load(prod, g4 + 2 * H, mask), load(prod, g4 + 3 * H, mask)
+        mean = (tl.sum(p_i, 1) + tl.sum(p_f, 1) + tl.sum(p_g, 1) + tl.sum(p_o, 1)) / (4 * H)
+        var = (centred_sq(p_i, mean, mask) + centred_sq(p_f, mean, mask)
+               + centred_sq(p_g, mean, mask) + centred_sq(p_o, mean, mask)) / (4 * H)
+        rstd = 1.0 / tl.sqrt(var + eps)
+        a_i += gain(ln_hh, 0, H, cols) * normed(p_i, mean, rstd)
+        a_f += gain(ln_hh, 1, H, cols) * normed(p_f, mean, rstd)
+        a_g += gain(ln_hh, 2, H, cols) * normed(p_g, mean, rstd)
+        a_o += gain(ln_hh, 3, H, cols) * normed(p_o, mean, rstd)
+        if KEEP:
+            tl.store(rmean + rows, mean.to(rmean.dtype.element_ty), mask=valid)
+            tl.store(rrstd + rows, rstd.to(rrstd.dtype.element_ty), mask=valid)
+    in_gate, forget_gate = sigmoid(a_i), sigmoid(a_f)
+    in_transform, out_gate = tanh(a_g), sigmoid(a_o)
+    c_prev = load(cp, offs, mask)
+    c_new = forget_gate * c_prev + in_gate * in_transform
+    if LN_C:
+        mean_c = tl.sum(c_new, 1) / H
+        rstd_c = 1.0 / tl.sqrt(centred_sq(c_new, mean_c, mask) / H + eps)
+        c_norm = gain(ln_c_w, 0, H, cols) * normed(c_new, mean_c, rstd_c)
+        if LN_C_BIAS:
+            c_norm += gain(ln_c_b, 0, H, cols)
+        t_c = tanh(c_norm)
+    else:
+        t_c = tanh(c_new)
+    h_new = out_gate * t_c
+    if SETTLE_H:
+        h_new += settle_weight(wh, wh_s, rows, cols, mask, H, SETTLE_H, COLS_H) * (
+            load(hp, offs, mask) - h_new)
+    store(h, offs, h_new, mask)
+    if SETTLE_C:
+        w_c = settle_weight(wc, wc_s, rows, cols, mask, H, SETTLE_C, COLS_C)
+        store(c, offs, c_new + w_c * (c_prev - c_new), mask)
+    else:
+        store(c, offs, c_new, mask)
+    if DROP:
+        store(hm, offs, h_new * load(drop, offs, mask), mask)
+    if KEEP:  # what backward reads
+        store(acts, g4, in_gate, mask)
+        store(acts, g4 + H, forget_gate, mask)
+        store(acts, g4 + 2 * H, in_transform, mask)
+        store(acts, g4 + 3 * H, out_gate, mask)
+        store(tc, offs, t_c, mask)
+        if LN_C:
+            tl.store(cmean + rows, mean_c.to(cmean.dtype.element_ty), mask=valid)
+            tl.store(crstd + rows, rstd_c.to(crstd.dtype.element_ty), mask=valid)
+            if SETTLE_C:  # c' apart from the state
+                store(cn, offs, c_new, mask)
+
+
+@triton.jit
+def lstm_backward(acts, cp, tc, cn, ln_c_w, cmean, crstd, q, carry, dy, drop, wh, wh_s,
+                  wc, wc_s, dc, d, dtc, pre, ln_hh, rmean, rrstd, dpre, B, H,
+                  LN_HH: tl.constexpr, LN_C: tl.constexpr, SETTLE_H: tl.constexpr,
+                  COLS_H: tl.constexpr, SETTLE_C: tl.constexpr, COLS_C: tl.constexpr,
+                  DROP: tl.constexpr, DY: tl.constexpr,
+                  BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """δo, δ(LN_c output) (kept for the cell norm's gain), δc' through LN_c and the
+    carried δc, δi, δf, δg, δc for step t-1; through LN_hh into ``dpre``."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, BLOCK_H)
+    valid = rows < B
+    mask = valid[:, None] & (cols < H)[None, :]
+    offs = rows[:, None] * H + cols[None, :]
+    g4 = rows[:, None] * (4 * H) + cols[None, :]
+    gh, gp = gradient_in(q, carry, dy, drop, wh, wh_s, offs, rows, cols, mask, H,
+                         DROP, DY, SETTLE_H, COLS_H)
+    store(carry, offs, gp, mask)
+    i, f = load(acts, g4, mask), load(acts, g4 + H, mask)
+    g, o = load(acts, g4 + 2 * H, mask), load(acts, g4 + 3 * H, mask)
+    t_c = load(tc, offs, mask)
+    d_o = gh * t_c * o * (1.0 - o)
+    d_tc = gh * o * (1.0 - t_c * t_c)
+    if LN_C:
+        store(dtc, offs, d_tc, mask)
+        mean_c = tl.load(cmean + rows, mask=valid, other=0.0).to(tl.float32)
+        rstd_c = tl.load(crstd + rows, mask=valid, other=0.0).to(tl.float32)
+        gd, xhat, sa, sb = ln_sums(d_tc, load(cn, offs, mask), gain(ln_c_w, 0, H, cols),
+                                   mean_c, rstd_c)
+        d_cn = ln_dx(gd, xhat, sa, sb, rstd_c, H)
+    else:
+        d_cn = d_tc
+    dc_next = load(dc, offs, mask)
+    if SETTLE_C:
+        w_c = settle_weight(wc, wc_s, rows, cols, mask, H, SETTLE_C, COLS_C)
+        d_cn += dc_next * (1.0 - w_c)
+        store(dc, offs, d_cn * f + dc_next * w_c, mask)
+    else:
+        d_cn += dc_next
+        store(dc, offs, d_cn * f, mask)
+    d_i = d_cn * g * i * (1.0 - i)
+    d_f = d_cn * load(cp, offs, mask) * f * (1.0 - f)
+    d_g = d_cn * i * (1.0 - g * g)
+    store(d, g4, d_i, mask)
+    store(d, g4 + H, d_f, mask)
+    store(d, g4 + 2 * H, d_g, mask)
+    store(d, g4 + 3 * H, d_o, mask)
+    if LN_HH:
+        mean = tl.load(rmean + rows, mask=valid, other=0.0).to(tl.float32)
+        rstd = tl.load(rrstd + rows, mask=valid, other=0.0).to(tl.float32)
+        gd_i, x_i, a_i, b_i = ln_sums(d_i, load(pre, g4, mask), gain(ln_hh, 0, H, cols),
+                                      mean, rstd)
+        gd_f, x_f, a_f, b_f = ln_sums(d_f, load(pre, g4 + H, mask), gain(ln_hh, 1, H, cols),
+                                      mean, rstd)
+        gd_g, x_g, a_g, b_g = ln_sums(d_g, load(pre, g4 + 2 * H, mask),
+                                      gain(ln_hh, 2, H, cols), mean, rstd)
+        gd_o, x_o, a_o, b_o = ln_sums(d_o, load(pre, g4 + 3 * H, mask),
+                                      gain(ln_hh, 3, H, cols), mean, rstd)
+        sa, sb, n = a_i + a_f + a_g + a_o, b_i + b_f + b_g + b_o, 4 * H
+        store(dpre, g4, ln_dx(gd_i, x_i, sa, sb, rstd, n), mask)
+        store(dpre, g4 + H, ln_dx(gd_f, x_f, sa, sb, rstd, n), mask)
+        store(dpre, g4 + 2 * H, ln_dx(gd_g, x_g, sa, sb, rstd, n), mask)
+        store(dpre, g4 + 3 * H, ln_dx(gd_o, x_o, sa, sb, rstd, n), mask)
