@@ -205,3 +205,18 @@ def test_relu_rnn_kernel_equals_torch_loops(extras, monkeypatch):
     assert (fast[0] == 0).any() and (fast[0] > 0).any()  # the ReLU is active and inactive
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@needs_kernels
+def test_a_structure_mismatch_turns_the_kernels_off(monkeypatch, caplog):
+    """A stale build whose run structure differs from the ctypes mirror is never called."""
+    from rnnkit.backends import _fused_cpu
+
+    _fused_cpu._layout_matches.cache_clear()
+    monkeypatch.setattr(_fused_cpu, "_INTS", _fused_cpu._INTS + ("extra",))
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert not _fused_cpu._layout_matches(torch.float32)
+        assert "running without the kernels" in caplog.text
+    finally:
+        _fused_cpu._layout_matches.cache_clear()

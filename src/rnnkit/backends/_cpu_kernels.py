@@ -113,6 +113,7 @@ def library(dtype: torch.dtype) -> Optional[ctypes.CDLL]:
         _declare(lib, f"{cell}_forward_step", (run, i64, p))
         _declare(lib, f"{cell}_backward_step", (run, i64, i64, p))
     _declare(lib, "rnnkit_activation", (p, i64, i64))
+    lib.rnnkit_run_size.restype, lib.rnnkit_run_size.argtypes = i64, ()
     return lib
 
 

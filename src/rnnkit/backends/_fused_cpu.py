@@ -16,6 +16,8 @@ The LSTM's buffers are in :mod:`rnnkit.backends._fused_lstm_cpu`.
 from __future__ import annotations
 
 import ctypes
+import logging
+from functools import lru_cache
 from typing import Optional
 
 import torch
@@ -24,6 +26,7 @@ from torch import Tensor
 from rnnkit.backends import _cpu_kernels as kernels
 from rnnkit.cells._common import LN_EPS
 
+log = logging.getLogger(__name__)
 #: The kernels' run_t (csrc/common.h), field by field.
 _POINTERS = ("acts", "pre", "ln_hh", "rmean", "rrstd", "h0", "c0", "hbuf", "cbuf", "cnew", "tc",
              "ln_c_w", "ln_c_b", "cmean", "crstd", "wh", "wc", "drop", "hm", "dy", "dgates",
@@ -37,7 +40,19 @@ _KERNEL = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}
 def usable(r) -> bool:
     """The kernels take every option but the LSTM projection, on CPU in float32/64."""
     w = r.w
-    return w.w_hr is None and kernels.usable(r.x, r.h0, getattr(r, "c0", None), w.w_ih, w.w_hh)
+    return (w.w_hr is None and kernels.usable(r.x, r.h0, getattr(r, "c0", None), w.w_ih, w.w_hh)
+            and _layout_matches(r.x.dtype))
+
+
+@lru_cache(maxsize=None)
+def _layout_matches(dtype: torch.dtype) -> bool:
+    """The ctypes mirror has the C structure's size (a guard against a stale build)."""
+    cls = kernels.struct_for(_POINTERS, _INTS, _FLOATS, dtype)
+    size = kernels.library(dtype).rnnkit_run_size()
+    if size != ctypes.sizeof(cls):
+        log.warning("the CPU kernels' run structure is %d bytes, its mirror %d: running "
+                    "without the kernels", size, ctypes.sizeof(cls))
+    return size == ctypes.sizeof(cls)
 
 
 def _settle(settle) -> tuple:

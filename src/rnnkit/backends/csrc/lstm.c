@@ -130,3 +130,6 @@ void rnnkit_activation(real *x, int64_t n, int64_t kind) {
         for (int64_t j = 0; j < n; j++) x[j] = tanh_r(x[j]);
     }
 }
+
+/* sizeof(run_t): checked against the ctypes mirror before any kernel runs. */
+int64_t rnnkit_run_size(void) { return (int64_t)sizeof(run_t); }
