@@ -1,0 +1,209 @@
+"""The fused backend's Triton kernels against the reference backend, run on CPU tensors by
+Triton's interpreter (so they are checked without a GPU), at small sizes.
+
+Every test counts the kernel launches, so a fall back to the torch loops cannot pass for
+the kernels. The CPU kernels are turned off (they come first for CPU tensors).
+"""
+
+import os
+
+# Triton reads this when the kernels are defined, on their first use: set before that.
+os.environ["TRITON_INTERPRET"] = "1"
+
+import importlib.util  # noqa: E402
+from collections import Counter  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import rnnkit  # noqa: E402
+from rnnkit.backends import _cpu_kernels, _triton_common  # noqa: E402
+from rnnkit.cells import Weights  # noqa: E402
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                                reason="triton is not installed (pip install 'rnnkit[gpu]')")
+
+T, B, I, H = 4, 3, 5, 8
+LAYERS = {"LSTM": rnnkit.LSTM, "GRU": rnnkit.GRU, "RNN": rnnkit.RNN}
+OPTIONS = {
+    "plain": {},
+    "layer_norm": {"layer_norm": True},
+    "zoneout": {"zoneout": 0.3},
+    "recurrent_dropout": {"recurrent_dropout": 0.4},
+    "lengths": {},
+    "everything": {"layer_norm": True, "recurrent_dropout": 0.3, "zoneout": 0.2,
+                   "weight_drop": 0.2},
+}
+LENGTHS = {"lengths": [4, 1, 3], "everything": [2, 4, 1]}
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """Run the kernels in the interpreter; count their launches by kernel name. Two
+    rows per program, so B = 3 takes two programs, the second half masked."""
+    monkeypatch.setenv("RNNKIT_TRITON", "interpret")
+    monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
+    monkeypatch.setattr(_triton_common, "ROW_ELEMENTS", 2 * H)
+    counts, launch = Counter(), _triton_common.launch
+
+    def counted(kernel, *args, **flags):
+        counts[kernel.fn.__name__] += 1
+        launch(kernel, *args, **flags)
+
+    monkeypatch.setattr(_triton_common, "launch", counted)
+    return counts
+
+
+def _pair(kind, kw, hidden=H, dtype=torch.float32, **extra):
+    """A reference layer and a fused one with the same weights, bidirectional."""
+    kw = dict(kw, **extra)
+    if kind == "LSTM" and "zoneout" in kw:
+        kw["zoneout"] = (kw["zoneout"], 2 * kw["zoneout"])  # h and c apart
+    torch.manual_seed(0)
+    ref = LAYERS[kind](I, hidden, bidirectional=True, backend="reference", **kw)
+    fast = LAYERS[kind](I, hidden, bidirectional=True, backend="fused", dtype=dtype, **kw)
+    fast.load_state_dict(ref.state_dict())
+    return ref, fast
+
+
+def _run(layer, x, lengths, seed=7):
+    """Outputs, final states and the gradients of x and every parameter, under one seed."""
+    torch.manual_seed(seed)
+    y, h = layer(x, lengths=lengths)
+    states = h if isinstance(h, tuple) else (h,)
+    weights = torch.linspace(-1, 1, y.numel()).view_as(y).sin().to(y.dtype)
+    loss = (y * weights).sum() + sum((s.float() ** 2).sum() for s in states)
+    if not x.requires_grad:
+        return [y, *states]
+    return [y, *states, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+
+
+def _assert_matches(got, want, tol):
+    """Each tensor within ``tol`` of the reference's, relative to its scale (at least 1)."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        scale = max(1.0, w.abs().max().item())
+        torch.testing.assert_close(g.float(), w.float(), rtol=0, atol=tol * scale)
+
+
+def _x(dtype=torch.float32, grad=True):
+    torch.manual_seed(1)
+    return torch.randn(T, B, I).to(dtype).requires_grad_(grad)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("kind", LAYERS)
+def test_kernels_equal_reference(kind, option, train, launches):
+    ref, fast = _pair(kind, OPTIONS[option])
+    ref.train(train), fast.train(train)
+    lengths = torch.tensor(LENGTHS[option]) if option in LENGTHS else None
+    x = _x()
+    _assert_matches(_run(fast, x, lengths), _run(ref, x, lengths), 2e-5)
+    cell = kind.lower()
+    assert launches == {f"{cell}_forward": 2 * T, f"{cell}_backward": 2 * T}
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_relu_rnn_with_everything(train, launches):
+    ref, fast = _pair("RNN", OPTIONS["everything"], nonlinearity="relu")
+    ref.train(train), fast.train(train)
+    x, lengths = _x(), torch.tensor([3, 4, 2])
+    _assert_matches(_run(fast, x, lengths), _run(ref, x, lengths), 2e-5)
+    assert launches == {"rnn_forward": 2 * T, "rnn_backward": 2 * T}
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_a_hidden_size_not_a_power_of_two(kind, launches):
+    """H = 5 in blocks of 8 columns: every load and store past H is masked."""
+    ref, fast = _pair(kind, OPTIONS["everything"], hidden=5)
+    x, lengths = _x(), torch.tensor([4, 2, 3])
+    _assert_matches(_run(fast, x, lengths), _run(ref, x, lengths), 2e-5)
+    assert sum(launches.values()) == 4 * T
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("kind", LAYERS)
+def test_no_grad_forward_keeps_nothing_and_equals_reference(kind, train, launches):
+    ref, fast = _pair(kind, OPTIONS["everything"])
+    ref.train(train), fast.train(train)
+    x, lengths = _x(grad=False), torch.tensor([2, 4, 1])
+    with torch.no_grad():
+        _assert_matches(_run(fast, x, lengths), _run(ref, x, lengths), 2e-5)
+    assert launches == {f"{kind.lower()}_forward": 2 * T}
+
+
+@pytest.mark.parametrize("kernels_in", ["forward", "backward"])
+@pytest.mark.parametrize("kind", LAYERS)
+def test_either_backward_runs_after_either_forward(kind, kernels_in, launches, monkeypatch):
+    """The kernels keep what the torch loops keep: the kernels' forward with the torch
+    loops' backward, and the other way round, still give the reference's gradients."""
+    ref, fast = _pair(kind, OPTIONS["everything"])
+    x, lengths = _x(), torch.tensor([2, 4, 1])
+    want = _run(ref, x, lengths)
+    monkeypatch.setenv("RNNKIT_TRITON", "interpret" if kernels_in == "forward" else "0")
+    torch.manual_seed(7)
+    y, h = fast(x, lengths=lengths)
+    monkeypatch.setenv("RNNKIT_TRITON", "0" if kernels_in == "forward" else "interpret")
+    states = h if isinstance(h, tuple) else (h,)
+    weights = torch.linspace(-1, 1, y.numel()).view_as(y).sin()
+    loss = (y * weights).sum() + sum((s ** 2).sum() for s in states)
+    got = [y, *states, *torch.autograd.grad(loss, [x, *fast.parameters()])]
+    _assert_matches(got, want, 2e-5)
+    assert launches == {f"{kind.lower()}_{kernels_in}": 2 * T}
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_bf16_against_float32_reference(kind, launches):
+    """bf16 in memory, float32 inside the kernels: within bf16's 8 bits of the float32
+    reference run with the same (bf16-rounded) weights and input."""
+    ref, fast = _pair(kind, OPTIONS["everything"], dtype=torch.bfloat16)
+    ref.load_state_dict(fast.state_dict())  # the reference gets the rounded weights
+    ref.eval(), fast.eval()
+    x, lengths = _x(torch.bfloat16), torch.tensor([4, 2, 3])
+    x32 = x.detach().float().requires_grad_()
+    got, want = _run(fast, x, lengths), _run(ref, x32, lengths)
+    assert got[0].dtype == torch.bfloat16
+    n_out = 3 if kind == "LSTM" else 2  # outputs and final states, then the gradients
+    _assert_matches(got[:n_out], want[:n_out], 2e-2)
+    _assert_matches(got[n_out:], want[n_out:], 6e-2)
+    assert launches == {f"{kind.lower()}_forward": 2 * T, f"{kind.lower()}_backward": 2 * T}
+
+
+def test_lstm_projection_stays_with_the_torch_loops(launches):
+    ref, fast = _pair("LSTM", {"layer_norm": True}, proj_size=3)
+    x = _x()
+    _assert_matches(_run(fast, x, None), _run(ref, x, None), 2e-5)
+    assert not launches
+
+
+@pytest.mark.skipif(_cpu_kernels.library(torch.float32) is None, reason="no C compiler")
+def test_cpu_kernels_come_first_for_cpu_tensors(launches, monkeypatch):
+    monkeypatch.setenv("RNNKIT_CPU_KERNELS", "1")
+    for kind in LAYERS:
+        ref, fast = _pair(kind, {"layer_norm": True})
+        x = _x()
+        _assert_matches(_run(fast, x, None), _run(ref, x, None), 2e-5)
+    assert not launches
+
+
+def test_usable_only_on_cuda_or_in_the_interpreter(monkeypatch):
+    from rnnkit.backends import _fused_gru_triton, _fused_lstm_triton, _fused_rnn_triton
+
+    def run(mode, dtype=torch.float32, proj=False, G=4):
+        t = lambda *s: torch.zeros(*s, dtype=dtype)
+        w = Weights(t(G * H, I), t(G * H, 2 if proj else H), w_hr=t(2, H) if proj else None)
+        return SimpleNamespace(x=t(T, B, I), h0=t(B, H), c0=t(B, H), w=w, mode=mode)
+
+    monkeypatch.setenv("RNNKIT_TRITON", "interpret")
+    assert _fused_lstm_triton.usable(run("LSTM"))
+    assert _fused_gru_triton.usable(run("GRU", torch.bfloat16, G=3))
+    assert _fused_rnn_triton.usable(run("RNN_TANH", G=1))
+    assert not _fused_lstm_triton.usable(run("LSTM", proj=True))  # a product inside a step
+    assert not _fused_gru_triton.usable(run("GRU", torch.float64, G=3))
+    monkeypatch.delenv("RNNKIT_TRITON")  # CPU tensors outside the interpreter
+    assert not _fused_lstm_triton.usable(run("LSTM"))
+    monkeypatch.setenv("RNNKIT_TRITON", "interpret")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not _fused_rnn_triton.usable(run("RNN_TANH", G=1))
