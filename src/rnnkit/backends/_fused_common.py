@@ -149,7 +149,7 @@ class Recurrent:
     def start_forward(self, like: Tensor, keep: bool, bias: Optional[Tensor] = None) -> None:
         T, B = like.shape[:2]
         G, P = self.w_hh.shape
-        self.prod = Fixed(self.w_hh, B)  # (h ⊙ m) ↦ (h ⊙ m) W_hh^T, (B, P) -> (B, G)
+        self.prod = Fixed(self.w_hh, B, T)  # (h ⊙ m) ↦ (h ⊙ m) W_hh^T, (B, P) -> (B, G)
         self.bias = bias
         self.hm = None if self.drop is None else like.new_empty(B, P)
         self.out = like.new_empty(B, G)
@@ -190,11 +190,11 @@ class Recurrent:
     def backward_product(self, rows: int) -> Fixed:
         """δ ↦ δ W_hh, (rows, G) -> (rows, P): the product of each backward step."""
         if self.back is None:
-            self.back = Fixed(self.w_hh.t(), rows)
+            self.back = Fixed(self.w_hh.t(), rows, self.steps)
         return self.back
 
-    def start_backward(self) -> None:
-        self.back = None
+    def start_backward(self, steps: int) -> None:
+        self.back, self.steps = None, steps
         if self.gain is not None:
             self.dpre = torch.empty_like(self.pre)
             self.dpres, self.pres = self.dpre.unbind(0), self.pre.unbind(0)

@@ -53,13 +53,18 @@ def linear(x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     return torch.mm(x, w.t()) if bias is None else torch.addmm(bias, x, w.t())
 
 
+#: Packing a weight costs about as much as a dozen products with it: below this many
+#: steps (generation steps one token per call) the products go to torch.mm.
+PACK_MIN_STEPS = 16
+
+
 class Fixed:
-    """``x @ w^T`` for one weight over many products in a row (one per time step):
+    """``x @ w^T`` for one weight over ``steps`` products in a row (one per time step):
     with oneDNN the weight is packed once, for ``rows``-row left operands."""
 
-    def __init__(self, w: Tensor, rows: int) -> None:
+    def __init__(self, w: Tensor, rows: int, steps: int = PACK_MIN_STEPS) -> None:
         self.packed = self.w_t = None
-        if onednn(w):
+        if steps >= PACK_MIN_STEPS and onednn(w):
             self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows)
         else:
             self.w_t = w.t().contiguous()  # a contiguous right operand is faster

@@ -90,7 +90,7 @@ class _FusedDirection(torch.autograd.Function):
     def backward(ctx, dy, dh, dc=None):
         r = _load(ctx)
         need = dict(zip(_ARGS, ctx.needs_input_grad))
-        r.rec.start_backward()
+        r.rec.start_backward(r.x.shape[0])
         if r.mode == "GRU":  # its update-gate factor needs the previous states
             r.hprev = _previous_states(r)
         if r.valid is not None:
