@@ -27,9 +27,30 @@ def test_quick_run_reports_every_row(bench):
         assert f"| {name} |" in r.stdout, f"row {name!r} missing from:\n{r.stdout}"
     # every targeted row carries a verdict
     rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "≤ " in line]
-    assert len(rows) == 8
+    assert len(rows) == 10
     for line in rows:
-        assert line.rstrip().endswith(("| PASS |", "| FAIL |", "| unavailable |")), line
+        verdicts = line.rstrip().rsplit("|", 2)[-2].strip().split(" / ")
+        targets = line.split("|")[5].count("≤")
+        assert len(verdicts) == targets and set(verdicts) <= {"PASS", "FAIL"}, line
+
+
+def test_two_targets_get_two_verdicts(bench):
+    rows = bench.build_rows({"a": 1.0, "b": 1.2}, {"a": ("a", None), "b": ("a", (1.5, 1.0))},
+                            "ms", 1e3)
+    assert rows[1]["verdict"] == "PASS / FAIL"
+    assert "| ≤ 1.5 / ≤ 1.0 | PASS / FAIL |" in bench.table(rows, "ms", "ms")[-1]
+
+
+def test_generate_quick_run_times_every_variant():
+    script = SCRIPT.parent / "bench_generate.py"
+    r = subprocess.run([sys.executable, str(script), "--quick", "--no-write"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "µs" not in line
+            and "---" not in line]
+    assert len(rows) == 6 and rows[0].startswith("| torch.nn.LSTM |")
+    assert all(float(line.split("|")[2]) > 0 for line in rows)
+    assert rows[2].rstrip().endswith(("| PASS |", "| FAIL |"))
 
 
 def test_unavailable_rows_get_no_ratio_or_verdict(bench):
