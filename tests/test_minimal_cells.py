@@ -110,6 +110,8 @@ def test_scans_equal_the_sequential_recurrence():
         h = a[t] * h + b_any[t]
     close(sequential_scan(a, b_any, h0)[-1], h)
     close(linear_scan(a[:1], b_any[:1], h0), (a[0] * h0 + b_any[0]).unsqueeze(0))  # T = 1
+    for chunk in (1, 2, 5, 36, 37, 50):  # any chunk, padded or not, gives the same
+        close(linear_scan(a, b_any, h0, chunk=chunk), sequential_scan(a, b_any, h0))
 
 
 @pytest.mark.parametrize("cls", list(CELLS))
@@ -117,7 +119,7 @@ def test_log_scan_at_T_2048_equals_the_loop(cls):
     """a* reaches about -3500 here (-1.7 a step): the log-space sum must neither overflow
     nor underflow, and the gradient must stay finite and equal the loop's."""
     torch.manual_seed(0)
-    layer = cls(3, 4, dtype=D)
+    layer = cls(3, 4, dtype=D, scan="log")
     with torch.no_grad():
         layer.bias_ih_l0[:4] = 1.5 if cls is rnnkit.MinGRU else -2.0  # forget hard
     x = torch.randn(2048, 2, 3, dtype=D, requires_grad=True)
@@ -135,6 +137,8 @@ def test_log_scan_at_T_2048_equals_the_loop(cls):
     layer32.load_state_dict(layer.state_dict())
     out32, _ = layer32(x.detach().float(), h0.float())
     close(out32.double(), ref.detach(), rtol=1e-3, atol=1e-5)  # float32: ~|a*| eps, 3e-4
+    layer32.scan = "linear"  # products only: float32 rounding, 2.5e-7
+    close(layer32(x.detach().float(), h0.float())[0].double(), ref.detach(), rtol=2e-6, atol=1e-7)
 
 
 # -- the layers against the cells --------------------------------------------------------
@@ -327,7 +331,7 @@ BAD_ARGS = [
     (dict(dropout=1.5), ValueError, r"dropout must be a probability in \[0, 1\], got 1.5"),
     (dict(scan="fft"), ValueError, r"scan must be one of \('log', 'linear', 'sequential'\), got 'fft'"),
     (dict(activation="tanh"), ValueError, r"activation must be one of \('g', 'identity'\), got 'tanh'"),
-    (dict(activation="identity"), ValueError, r"scan='log' needs activation='g' .* got activation='identity'"),
+    (dict(activation="identity", scan="log"), ValueError, r"scan='log' needs activation='g' .* got activation='identity'"),
 ]
 
 

@@ -18,14 +18,21 @@ all along dim 0 of (T, B, H) tensors and tested equal:
   its running maximum, so nothing overflows or underflows; the price is the cancellation
   in :math:`a^*_t + \operatorname{logcumsumexp}(\cdot)`, a relative error of about
   :math:`|a^*_t| \varepsilon`: 6e-13 in float64 and 3e-4 in float32 in that case, where
-  the linear scan keeps 3e-7. The initial state enters linearly, as the term
+  the linear scan keeps 2.5e-7. The initial state enters linearly, as the term
   :math:`e^{a^*_t} h_0`, so it may have any sign.
-- :func:`linear_scan` (``scan="linear"``): the same recurrence in linear space for any
-  sign of ``b`` (``activation="identity"``), by recursive doubling (Hillis & Steele
-  1986): ``log2 T`` rounds, each composing every step's map with the one ``d`` steps
-  earlier, :math:`(a, b) \circ (a', b') = (a a', a b' + b)`. Only products of gates in
-  (0, 1): stable at any length; O(T log T) work.
+- :func:`linear_scan` (``scan="linear"``, the default): the same recurrence in linear
+  space, for any sign of ``b`` (``activation="identity"`` too), as a chunked scan:
+  chunks of about sqrt(T) steps all run at once, then the state is carried from chunk
+  to chunk. O(T) work in about 2 sqrt(T) steps; only products of gates in (0, 1), so
+  stable at any length, and exact to rounding in float32.
 - :func:`sequential_scan` (``scan="sequential"``): the loop over time, the reference.
+
+Why ``"linear"`` is the default: on a CPU every full-length pass over (T, B, H) costs
+memory traffic, and the log scan makes many of them (``logcumsumexp`` alone, forward and
+backward, is about a third of its time), so there it is several times slower than the loop,
+whereas the chunked scan is as fast as the loop (``benchmarks/RESULTS.md``, section
+``scan``); and it is exact in float32 where the log scan loses ``|a*| ε``. The log scan
+takes the fewest steps, which is what a GPU rewards.
 """
 
 from __future__ import annotations
@@ -60,19 +67,33 @@ def log_scan(log_a: Tensor, log_b: Tensor, h0: Optional[Tensor] = None) -> Tenso
     return h if h0 is None else h + torch.exp(a_star) * h0
 
 
-def linear_scan(a: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor:
-    """``h_t = a_t h_{t-1} + b_t`` for every t, any signs, by recursive doubling.
+def linear_scan(a: Tensor, b: Tensor, h0: Optional[Tensor] = None,
+                chunk: Optional[int] = None) -> Tensor:
+    """``h_t = a_t h_{t-1} + b_t`` for every t, any signs, by a chunked scan.
 
-    After the round with offset ``d``, ``(a_t, b_t)`` is the map from ``h_{t-2d}`` to
-    ``h_t`` (from ``h_0`` where t < 2d), so ``b_t`` ends as ``h_t``."""
-    if h0 is not None:  # fold h_0 into the first step: h_1 = a_1 h_0 + b_1
-        b = torch.cat([(a[0] * h0 + b[0]).unsqueeze(0), b[1:]])
-    d = 1
-    while d < b.shape[0]:
-        b = torch.cat([b[:d], a[d:] * b[:-d] + b[d:]])
-        a = torch.cat([a[:d], a[d:] * a[:-d]])
-        d *= 2
-    return b
+    Time is cut into N chunks of C steps (C = ``chunk``, default about sqrt(T)):
+    1) every chunk runs from a zero state, all chunks at once, C steps, keeping the
+    product ``A`` of its gates so far; 2) the state entering each chunk is carried from
+    chunk to chunk, N steps on (B, H); 3) ``h = h_local + A * carried``. O(T) work in
+    C + N steps rather than T; only products of gates, so it is stable at any length.
+    """
+    steps, rest = a.shape[0], a.shape[1:]
+    C = chunk or max(1, math.isqrt(steps))
+    N = -(-steps // C)
+    if N * C > steps:  # pad with identity steps (a = 1, b = 0)
+        a = torch.cat([a, a.new_ones(N * C - steps, *rest)])
+        b = torch.cat([b, b.new_zeros(N * C - steps, *rest)])
+    # unbind, not a[:, c]: each indexing's backward would write a full-size zero gradient
+    a_c, b_c = a.view(N, C, *rest).unbind(1), b.view(N, C, *rest).unbind(1)  # C x (N, B, H)
+    h_loc, prod = [b_c[0]], [a_c[0]]
+    for a_t, b_t in zip(a_c[1:], b_c[1:]):  # 1) within the chunks
+        h_loc.append(a_t * h_loc[-1] + b_t)
+        prod.append(a_t * prod[-1])
+    carried = [torch.zeros_like(b_c[0][0]) if h0 is None else h0]
+    for A_n, h_n in zip(prod[-1].unbind(0)[:-1], h_loc[-1].unbind(0)[:-1]):  # 2) across
+        carried.append(A_n * carried[-1] + h_n)
+    h = torch.stack(h_loc, 1) + torch.stack(prod, 1) * torch.stack(carried).unsqueeze(1)  # 3)
+    return h.view(N * C, *rest)[:steps]
 
 
 def sequential_scan(a: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor:
@@ -97,7 +118,7 @@ class _MinimalRecurrent(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, device=None, dtype=None, *,
-                 activation: str = "g", scan: str = "log") -> None:
+                 activation: str = "g", scan: str = "linear") -> None:
         super().__init__()
         self.input_size = _checks.positive_int("input_size", input_size)
         self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
@@ -213,7 +234,7 @@ class _MinimalRecurrent(nn.Module):
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0,
-                    "bidirectional": False, "activation": "g", "scan": "log"}
+                    "bidirectional": False, "activation": "g", "scan": "linear"}
         for k, d in defaults.items():
             if getattr(self, k) != d:
                 s += f", {k}={getattr(self, k)!r}"
@@ -238,9 +259,10 @@ _LAYER_DOC = """
 
     - ``activation``: ``"g"`` (default; the paper's positive candidate, x + 0.5 for
       x >= 0, σ(x) below) or ``"identity"`` (the plain linear candidate, any sign).
-    - ``scan``: ``"log"`` (default; needs ``activation="g"``), ``"linear"`` (any sign)
-      or ``"sequential"`` (the loop over time, the reference); see
-      :mod:`rnnkit.layers.minimal`.
+    - ``scan``: how the recurrence over time is computed, the same function each way:
+      ``"linear"`` (default; chunked, any sign), ``"log"`` (the paper's log-space scan;
+      needs ``activation="g"``) or ``"sequential"`` (the loop over time, the reference);
+      see :mod:`rnnkit.layers.minimal` for when each is faster.
 
     ``forward(input, hx=None, *, lengths=None) -> (output, h_n)`` with ``torch.nn.GRU``'s
     shapes: output (T, B, D*H), h_n (L*D, B, H); unbatched and ``PackedSequence`` input
