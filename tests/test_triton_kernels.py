@@ -11,7 +11,10 @@ import os
 os.environ["TRITON_INTERPRET"] = "1"
 
 import importlib.util  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
@@ -207,3 +210,66 @@ def test_usable_only_on_cuda_or_in_the_interpreter(monkeypatch):
     monkeypatch.setenv("RNNKIT_TRITON", "interpret")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert not _fused_rnn_triton.usable(run("RNN_TANH", G=1))
+
+
+#: Run in a fresh process, where triton is not interpreting: the fused backend runs on CPU
+#: tensors with every kernel launch replaced by compiling that kernel, with those
+#: arguments, for an sm_90 GPU. Prints the number of kernel variants compiled.
+_COMPILE_FOR_A_GPU = r"""
+import os, torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import rnnkit
+from rnnkit.backends import _triton_common, _triton_gru, _triton_lstm, _triton_rnn
+os.environ.update(TRITON_INTERPRET="1", RNNKIT_TRITON="interpret", RNNKIT_CPU_KERNELS="0")
+TYPES = {torch.float32: "*fp32", torch.bfloat16: "*bf16"}
+built = set()
+
+def compile_instead(kernel, B, H, *args, **flags):
+    flags.update(BLOCK_B=2, BLOCK_H=triton.next_power_of_2(H))
+    sig, const = {}, dict(flags)
+    for name, v in zip(kernel.arg_names, (*args, B, H)):
+        if v is None:
+            sig[name], const[name] = "constexpr", None
+        elif isinstance(v, torch.Tensor):
+            sig[name] = TYPES[v.dtype]
+        else:
+            sig[name] = "i32" if isinstance(v, int) else "fp32"
+    sig.update(dict.fromkeys(flags, "constexpr"))
+    key = (kernel.fn.__name__, str(sig), str(const))
+    if key not in built:
+        binary = triton.compile(ASTSource(kernel, sig, const), target=GPUTarget("cuda", 90, 32))
+        assert binary.asm["cubin"]
+        built.add(key)
+
+_triton_common.launch = compile_instead
+everything = dict(layer_norm=True, recurrent_dropout=0.3, zoneout=0.2)
+for dtype, options in ((torch.float32, ({}, everything)), (torch.bfloat16, (everything,))):
+    for kw in options:
+        kw = dict(kw, backend="fused")
+        for layer in (rnnkit.LSTM(4, 6, dtype=dtype, **kw), rnnkit.GRU(4, 6, dtype=dtype, **kw),
+                      rnnkit.RNN(4, 6, dtype=dtype, nonlinearity="relu", **kw)):
+            x = torch.randn(3, 2, 4, dtype=dtype, requires_grad=True)
+            y, _ = layer(x, lengths=torch.tensor([3, 2]))
+            y.float().sum().backward()
+            with torch.no_grad():
+                layer.eval()(x, lengths=torch.tensor([3, 2]))
+print(len(built))
+"""
+
+
+def _ptxas() -> bool:
+    spec = importlib.util.find_spec("triton")
+    return spec is not None and (Path(spec.origin).parent / "backends/nvidia/bin/ptxas").exists()
+
+
+@pytest.mark.skipif(not _ptxas(), reason="no ptxas in this triton")
+def test_kernels_compile_for_a_gpu(tmp_path):
+    """What the interpreter cannot check: each kernel variant the runs launch (every cell,
+    float32 and bf16, options off and on, train, eval, no-grad) compiles to a GPU binary."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "RNNKIT_TRITON")}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)  # compiled here, not found in a cache
+    done = subprocess.run([sys.executable, "-c", _COMPILE_FOR_A_GPU], env=env, text=True,
+                          capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert int(done.stdout.split()[-1]) == 27  # 3 cells x 3 options/dtypes x (2 forwards + backward)

@@ -81,9 +81,12 @@ def ln_dx(gd, xhat, a, b, rstd, n):
 def settle_weight(w_ptr, w_s, rows, cols, mask, H, SETTLE: tl.constexpr, COLS: tl.constexpr):
     if SETTLE == 2:
         if COLS:
-            return load(w_ptr, rows[:, None] * H + cols[None, :], mask)
-        return load(w_ptr, rows[:, None] + cols[None, :] * 0, mask)
-    return w_s
+            w = load(w_ptr, rows[:, None] * H + cols[None, :], mask)
+        else:  # one weight per row
+            w = load(w_ptr, rows[:, None] + cols[None, :] * 0, mask)
+    else:
+        w = w_s
+    return w
 
 
 @triton.jit
@@ -99,5 +102,6 @@ def gradient_in(q, carry, dy, drop, wh, wh_s, offs, rows, cols, mask, H,
         g += load(dy, offs, mask)
     if SETTLE:
         gp = g * settle_weight(wh, wh_s, rows, cols, mask, H, SETTLE, COLS)
-        return g - gp, gp
-    return g, g * 0.0
+    else:
+        gp = g * 0.0
+    return g - gp, gp

@@ -37,7 +37,7 @@ def rnn_forward(acts, prod, ln_hh, rmean, rrstd, hp, h, drop, hm, wh, wh_s, eps,
             tl.store(rmean + rows, mean.to(rmean.dtype.element_ty), mask=rows < B)
             tl.store(rrstd + rows, rstd.to(rrstd.dtype.element_ty), mask=rows < B)
     if RELU:
-        y = tl.maximum(a, 0.0)
+        y = tl.maximum(a, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN
     else:
         y = tanh(a)
     store(acts, offs, y, mask)  # φ, and the state itself when nothing settles
