@@ -81,32 +81,55 @@ typedef struct {
     double wh_s, wc_s, eps;
 } run_t;
 
-/* y = gain (x - mean) rstd over one row of n, into the statistics at *mean, *rstd. */
-static inline void ln_stats(const real *x, int64_t n, double eps, real *mean, real *rstd) {
-    double s = 0.0, v = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < n; j++) s += x[j];
-    double m = s / n;
-#pragma omp simd reduction(+ : v)
-    for (int64_t j = 0; j < n; j++) v += (x[j] - m) * (x[j] - m);
-    *mean = (real)m;
-    *rstd = (real)(1.0 / sqrt(v / n + eps));
+/* Sums over a row in LANES independent partial sums: vector registers that the
+ * compiler keeps apart, so the additions do not wait on one another. */
+#define LANES 64
+
+/* mean and rstd = 1 / sqrt(var + eps) of one row of n. */
+static inline void ln_stats(const real *restrict x, int64_t n, double eps, real *mean, real *rstd) {
+    real acc[LANES] = {0}, s = 0, v = 0;
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES) {
+#pragma omp simd
+        for (int k = 0; k < LANES; k++) acc[k] += x[j + k];
+    }
+    for (int k = 0; k < LANES; k++) s += acc[k];
+    for (; j < n; j++) s += x[j];
+    real m = s / n;
+    memset(acc, 0, sizeof acc);
+    for (j = 0; j + LANES <= n; j += LANES) {
+#pragma omp simd
+        for (int k = 0; k < LANES; k++) acc[k] += (x[j + k] - m) * (x[j + k] - m);
+    }
+    for (int k = 0; k < LANES; k++) v += acc[k];
+    for (; j < n; j++) v += (x[j] - m) * (x[j] - m);
+    *mean = m;
+    *rstd = (real)(1.0 / sqrt((double)v / n + eps));
 }
 
-/* dx of y = gain * xhat, xhat = (x - mean) rstd, over one row: in place over dy. */
-static inline void ln_backward_row(real *restrict d, const real *restrict x, const real *restrict gain,
-                            int64_t n, real mean, real rstd, real *restrict out) {
-    double a = 0.0, b = 0.0;
-#pragma omp simd reduction(+ : a, b)
-    for (int64_t j = 0; j < n; j++) {
-        real gd = d[j] * gain[j];
-        a += gd;
-        b += gd * (x[j] - mean) * rstd;
-    }
-    real ma = (real)(a / n), mb = (real)(b / n);
+/* out = dx of y = gain * xhat, xhat = (x - mean) rstd, given d = dL/dy, over one row. */
+static inline void ln_backward_row(const real *restrict d, const real *restrict x,
+                                   const real *restrict gain, int64_t n, real mean, real rstd,
+                                   real *restrict out) {
+    real acc_a[LANES] = {0}, acc_b[LANES] = {0}, sa = 0, sb = 0;
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES) {
 #pragma omp simd
-    for (int64_t j = 0; j < n; j++)
-        out[j] = rstd * (d[j] * gain[j] - ma - (x[j] - mean) * rstd * mb);
+        for (int k = 0; k < LANES; k++) {
+            real gd = d[j + k] * gain[j + k];
+            acc_a[k] += gd;
+            acc_b[k] += gd * (x[j + k] - mean);
+        }
+    }
+    for (int k = 0; k < LANES; k++) { sa += acc_a[k]; sb += acc_b[k]; }
+    for (; j < n; j++) {
+        real gd = d[j] * gain[j];
+        sa += gd;
+        sb += gd * (x[j] - mean);
+    }
+    real ma = sa / n, mb = sb * rstd / n;
+#pragma omp simd
+    for (j = 0; j < n; j++) out[j] = rstd * (d[j] * gain[j] - ma - (x[j] - mean) * rstd * mb);
 }
 
 /* The settle weight of row b at step t: a pointer to H values, or NULL and *ws. */
