@@ -11,6 +11,7 @@ are tested without a GPU. ``triton`` is imported only when they are about to run
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import lru_cache
 from typing import Optional
@@ -56,12 +57,15 @@ def _pow2(n: int) -> int:
 
 def launch(kernel, B: int, H: int, *args, **flags) -> None:
     """One kernel over the batch: a program per block of BLOCK_B rows, each row's H
-    columns (per gate) in a block of the next power of two, masked past H."""
+    columns (per gate) in a block of the next power of two, masked past H. ``args[0]``
+    is on the device to run on (Triton launches on the current one)."""
     block_h = _pow2(H)
     block_b = max(1, min(_pow2(B), ROW_ELEMENTS // block_h))
-    warps = 4 if block_b * block_h <= 1024 else 8
+    warps = min(16, max(4, block_b * block_h // 256))
     grid = (-(-B // block_b),)
-    kernel[grid](*args, B, H, **flags, BLOCK_B=block_b, BLOCK_H=block_h, num_warps=warps)
+    device = args[0].device
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        kernel[grid](*args, B, H, **flags, BLOCK_B=block_b, BLOCK_H=block_h, num_warps=warps)
 
 
 class SettleArgs:
