@@ -220,3 +220,29 @@ def test_a_structure_mismatch_turns_the_kernels_off(monkeypatch, caplog):
         assert "running without the kernels" in caplog.text
     finally:
         _fused_cpu._layout_matches.cache_clear()
+
+
+@needs_kernels
+def test_auto_sends_cpu_float32_gru_and_rnn_to_the_kernels(monkeypatch):
+    from rnnkit import backends
+
+    if not _matmul.onednn(torch.ones(1)):
+        pytest.skip("no oneDNN in this torch")
+    x32, x64 = torch.ones(3, 2, 4), torch.ones(3, 2, 4, dtype=torch.float64)
+    pick = lambda mode, x, **kw: backends.choose("auto", native_ok=True, x=x, training=True,
+                                                 mode=mode, **kw)
+    assert [pick(m, x32) for m in ("GRU", "RNN_TANH", "RNN_RELU", "LSTM")] == \
+        ["fused", "fused", "fused", "native"]
+    assert pick("GRU", x64) == "native" and pick("LSTM", x32, has_lengths=True) == "fused"
+    monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
+    assert pick("GRU", x32) == "native"
+    # and the layer itself takes that path, with torch.nn's numbers
+    monkeypatch.delenv("RNNKIT_CPU_KERNELS")
+    torch.manual_seed(0)
+    ours, theirs = rnnkit.GRU(4, 6, num_layers=2), torch.nn.GRU(4, 6, num_layers=2)
+    theirs.load_state_dict(ours.state_dict())
+    calls = []
+    monkeypatch.setattr(backends, "per_direction",
+                        lambda name, f=backends.per_direction: calls.append(name) or f(name))
+    torch.testing.assert_close(ours(x32)[0], theirs(x32)[0], rtol=1e-5, atol=1e-6)
+    assert calls == ["fused"]

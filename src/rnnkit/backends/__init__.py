@@ -27,14 +27,17 @@ def per_direction(name: str):
 
 
 def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool,
-           has_lengths: bool = False) -> str:
-    """Resolve ``auto``: native when it can do the job, else fused.
+           has_lengths: bool = False, mode: str = "LSTM") -> str:
+    """Resolve ``auto``: native when it can do the job and is the fastest, else fused.
 
     - cuDNN cannot run backward in eval mode, so on GPU an eval-mode call that needs
       gradients goes to ``fused``;
     - on CPU, torch.nn's PackedSequence path leaves oneDNN for a per-step loop that
       measured 2.7x slower than the padded batch (benchmarks/RESULTS.md), so variable
-      lengths go to ``fused`` there.
+      lengths go to ``fused`` there;
+    - on CPU in float32, the fused GRU and RNN (compiled kernels, oneDNN products)
+      train faster than torch.nn's (0.6-0.7 of its time in benchmarks/RESULTS.md); the
+      LSTM, where oneDNN's own kernel stays ahead, keeps it.
     """
     if requested != "auto":
         return requested
@@ -42,6 +45,14 @@ def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool,
         return "fused"
     if x.is_cuda and not training and torch.is_grad_enabled():
         return "fused"
-    if has_lengths and not x.is_cuda:
+    if x.device.type == "cpu" and (has_lengths or (mode != "LSTM" and _cpu_fast(x))):
         return "fused"
     return "native"
+
+
+def _cpu_fast(x: torch.Tensor) -> bool:
+    """The fused backend's CPU fast path is there: kernels built, products on oneDNN."""
+    from rnnkit.backends import _cpu_kernels, _fused_cpu, _matmul
+
+    return (x.dtype == torch.float32 and _matmul.onednn(x) and _cpu_kernels.usable(x)
+            and _fused_cpu._layout_matches(x.dtype))
