@@ -12,6 +12,7 @@ import torch
 
 from rnnkit.backends import _fused_cpu, _fused_rnn_triton
 
+
 def forward(r) -> dict:
     """Run the RNN forward; return the tensors backward needs."""
     if _fused_cpu.usable(r):
