@@ -3,9 +3,10 @@
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.cells.minimal import MinGRUCell, MinLSTMCell
 from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.layers.crf import CRF
 from rnnkit.layers.minimal import MinGRU, MinLSTM
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell",
-           "RNN", "RNNCell", "__version__"]
+__all__ = ["CRF", "GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM",
+           "MinLSTMCell", "RNN", "RNNCell", "__version__"]

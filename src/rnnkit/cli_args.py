@@ -9,23 +9,27 @@ import textwrap
 def add_train(sub, run, tasks, config_keys) -> None:
     p = sub.add_parser(
         "train", help="train a model (charlm: characters, wordlm: words, classify: labels "
-                      "of texts)",
+                      "of texts, tag: a tag per word)",
         # the raw formatter keeps the config-key table as written: wrap the prose here
         description=textwrap.fill(
-            "Train a language model with truncated BPTT, or a text classifier. Settings "
-            "come from --config "
+            "Train a language model with truncated BPTT, a text classifier or a sequence "
+            "tagger. Settings come from --config "
             "(default: configs/<task>/default.toml), then from the options below, then from "
             "--section.key=value overrides.", 79),
         epilog=config_keys(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", choices=tasks, help="charlm (character level, bits per character), "
-                                               "wordlm (word level, perplexity) or classify "
-                                               "(a label per text: accuracy, macro-F1)")
+                                               "wordlm (word level, perplexity), classify "
+                                               "(a label per text: accuracy, macro-F1) or tag "
+                                               "(a tag per word: token accuracy, per-tag F1)")
     p.add_argument("--config", help="a TOML config file (sections [data], [model], [train], "
                                     "and [sample] or [tokenizer])")
     p.add_argument("--data", help="charlm/wordlm: a UTF-8 text file of yours, 'shakespeare' or "
                                   "'brown' (sets data.corpus); classify: a .csv, .tsv or "
                                   ".jsonl file, a folder with one subfolder per class, or "
-                                  "'mr', 'spam', 'bbc' (sets data.train)")
+                                  "'mr', 'spam', 'bbc' (sets data.train); tag: a CoNLL, "
+                                  "CoNLL-U or word/TAG file, 'brown', 'porttinari' or "
+                                  "'petrogold' "
+                                  "(sets data.corpus)")
     add_columns(p, "classify: ")
     p.add_argument("--out", help="run directory for checkpoints, metrics and plots "
                                  "(default: runs/<task>)")
@@ -39,8 +43,8 @@ def add_train(sub, run, tasks, config_keys) -> None:
                         "--section.key=value still apply, [model] must stay the same)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON summary on stdout (step, train_loss, val_loss, "
-                        "val_bpc or val_ppl; classify: val_ and test_accuracy, val_ and "
-                        "test_macro_f1; out) and no progress bar")
+                        "val_bpc or val_ppl; classify and tag: val_ and test_accuracy, "
+                        "val_ and test_macro_f1; out) and no progress bar")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -84,11 +88,12 @@ def add_eval(sub, run) -> None:
 
 
 def add_predict(sub, run) -> None:
-    p = sub.add_parser("predict", help="label texts with a trained classifier",
-                       description="Label texts with a classifier run's best checkpoint: "
-                                   "the likeliest label and its probability for each.")
+    p = sub.add_parser("predict", help="label texts with a trained classifier or tagger",
+                       description="Label texts with a run's best checkpoint: a classifier "
+                                   "gives the likeliest label and its probability for each "
+                                   "text, a tagger each word with its tag (word/TAG).")
     p.add_argument("dir", help="the run directory (train's --out)")
-    p.add_argument("texts", nargs="*", help="texts to classify (or --input)")
+    p.add_argument("texts", nargs="*", help="texts to label (or --input)")
     p.add_argument("--input", help="a file of texts: one a line (.txt), or a .csv, .tsv or "
                                    ".jsonl table (see --text-column)")
     p.add_argument("--text-column", help="--input table: the column holding the text "
