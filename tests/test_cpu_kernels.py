@@ -228,12 +228,13 @@ def test_auto_sends_cpu_float32_gru_and_rnn_to_the_kernels(monkeypatch):
 
     if not _matmul.onednn(torch.ones(1)):
         pytest.skip("no oneDNN in this torch")
-    x32, x64 = torch.ones(3, 2, 4), torch.ones(3, 2, 4, dtype=torch.float64)
+    x32, x64 = torch.ones(16, 2, 4), torch.ones(16, 2, 4, dtype=torch.float64)
     pick = lambda mode, x, **kw: backends.choose("auto", native_ok=True, x=x, training=True,
                                                  mode=mode, **kw)
     assert [pick(m, x32) for m in ("GRU", "RNN_TANH", "RNN_RELU", "LSTM")] == \
         ["fused", "fused", "fused", "native"]
     assert pick("GRU", x64) == "native" and pick("LSTM", x32, has_lengths=True) == "fused"
+    assert pick("GRU", x32[:15]) == "native"  # a short call: generation, one step at a time
     monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
     assert pick("GRU", x32) == "native"
     # and the layer itself takes that path, with torch.nn's numbers

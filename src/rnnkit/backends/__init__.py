@@ -36,8 +36,9 @@ def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool,
       measured 2.7x slower than the padded batch (benchmarks/RESULTS.md), so variable
       lengths go to ``fused`` there;
     - on CPU in float32, the fused GRU and RNN (compiled kernels, oneDNN products)
-      train faster than torch.nn's (0.6-0.7 of its time in benchmarks/RESULTS.md); the
-      LSTM, where oneDNN's own kernel stays ahead, keeps it.
+      train faster than torch.nn's (0.6-0.7 of its time in benchmarks/RESULTS.md) on
+      sequences of 16 steps or more; the LSTM, where oneDNN's own kernel stays ahead,
+      and short calls (generation steps one token at a time) keep torch.nn's.
     """
     if requested != "auto":
         return requested
@@ -45,7 +46,8 @@ def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool,
         return "fused"
     if x.is_cuda and not training and torch.is_grad_enabled():
         return "fused"
-    if x.device.type == "cpu" and (has_lengths or (mode != "LSTM" and _cpu_fast(x))):
+    if x.device.type == "cpu" and (has_lengths or (mode != "LSTM" and x.shape[0] >= 16
+                                                    and _cpu_fast(x))):
         return "fused"
     return "native"
 

@@ -45,9 +45,13 @@ def onednn(t: Tensor) -> bool:
             and os.environ.get("RNNKIT_ONEDNN", "1") != "0" and _onednn_works())
 
 
+#: oneDNN lays out a dense weight anew at each call: worth it only for this many rows.
+MIN_ROWS = 128
+
+
 def linear(x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """``x @ w^T (+ bias)``, a fresh tensor."""
-    if onednn(x):
+    if x.shape[0] >= MIN_ROWS and onednn(x):
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w.contiguous(), bias,
                                                   "none", [], "")
     return torch.mm(x, w.t()) if bias is None else torch.addmm(bias, x, w.t())
@@ -64,7 +68,9 @@ class Fixed:
 
     def __init__(self, w: Tensor, rows: int, steps: int = PACK_MIN_STEPS) -> None:
         self.packed = self.w_t = None
-        if steps >= PACK_MIN_STEPS and onednn(w):
+        if steps < PACK_MIN_STEPS:  # a few products: laying the weight out costs more
+            self.w_t = w.t()
+        elif onednn(w):
             self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows)
         else:
             self.w_t = w.t().contiguous()  # a contiguous right operand is faster
