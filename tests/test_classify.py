@@ -100,6 +100,15 @@ def test_mean_and_max_ignore_padding():
     torch.testing.assert_close(Pooling("max", 4)(y, lengths)[1], top[1])
 
 
+def test_meanmax_is_mean_then_max():
+    y, lengths = _outputs()
+    pool = Pooling("meanmax", 4)
+    assert pool.out_size == 8 and Pooling("max", 4).out_size == 4
+    both = pool(y, lengths)  # (B, 8)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(both[b], torch.cat([y[b, :n].mean(0), y[b, :n].max(0).values]))
+
+
 def test_last_pooling_is_the_layers_final_state():
     import rnnkit
 
@@ -182,7 +191,7 @@ def test_length_batches_cover_every_example_once():
     assert spread < 10  # sorted within windows: little padding
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "meanmax", "attention"])
 def test_padding_does_not_change_a_texts_logits(pooling):
     cfg = configs.from_dict(ModelConfig, {"embedding_size": 8, "hidden_size": 6,
                                           "num_layers": 2, "pooling": pooling, "dropout": 0.0})
@@ -192,6 +201,22 @@ def test_padding_does_not_change_a_texts_logits(pooling):
         alone = model(*pad([[3, 4, 5]]))
         batched = model(tokens, lengths)
     torch.testing.assert_close(batched[0], alone[0], rtol=1e-5, atol=1e-6)
+
+
+def test_word_dropout_replaces_words_by_unk_in_training_only():
+    cfg = configs.from_dict(ModelConfig, {"embedding_size": 8, "hidden_size": 6,
+                                          "dropout": 0.0, "word_dropout": 0.5})
+    model = TextClassifier(20, 3, cfg)
+    model.word_dropout = 1.0  # (the config stops short of 1) every word: an exact check
+    tokens, lengths = pad([[3, 4, 5], [6, 7, 8, 9]])
+    unknown = torch.zeros_like(tokens)
+    with torch.no_grad():
+        trained_on = model.train()(tokens, lengths)  # p = 1: every word is <unk>
+        model.eval()
+        torch.testing.assert_close(trained_on, model(unknown, lengths))
+        assert not torch.allclose(model(tokens, lengths), trained_on)  # eval: words kept
+    with pytest.raises(ValueError, match="word_dropout"):
+        configs.from_dict(ModelConfig, {"word_dropout": 1.5})
 
 
 def test_model_learns_the_fixture():

@@ -1,8 +1,8 @@
 """Text classification (many to one): which class a text belongs to.
 
-Embedding → stacked, optionally bidirectional RNN/LSTM/GRU run with each text's own
+Word dropout (training only) → embedding → stacked, optionally bidirectional RNN/LSTM/GRU run with each text's own
 ``lengths`` (every engine option from the config) → pooling over time (last state,
-mean, max or attention; ``rnnkit.layers.pooling``) → dropout → linear to the classes.
+mean, max, both, or attention; ``rnnkit.layers.pooling``) → dropout → linear to the classes.
 Trained with the cross-entropy on mini-batches of whole texts, each batch drawn from
 texts of similar length so that little of it is padding.
 """
@@ -64,11 +64,14 @@ class ModelConfig:
     hidden_size: int = option(128, "hidden units per layer and direction")
     num_layers: int = option(1, "stacked recurrent layers")
     bidirectional: bool = option(True, "read each text both ways")
-    pooling: Literal["last", "mean", "max", "attention"] = option(
-        "max", "one vector per text: last state, mean, max or attention over time")
+    pooling: Literal["last", "mean", "max", "meanmax", "attention"] = option(
+        "max", "one vector per text: last state, mean, max, [mean; max] or attention over "
+               "time")
     attention_size: int = option(64, "attention pooling: size of the scoring layer")
     dropout: float = option(0.3, "dropout on the embedding, between layers and on the pooled "
                                  "vector")
+    word_dropout: float = option(0.0, "training: each token becomes <unk> with this "
+                                      "probability (Iyyer et al. 2015; Dai & Le 2015)")
     proj_size: int = option(0, "LSTM only: project h to this size (0: no projection)")
     layer_norm: bool = option(False, "layer norm inside the cell (Ba et al. 2016)")
     recurrent_dropout: float = option(0.0, "dropout on h in the recurrence, one mask per "
@@ -81,7 +84,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         positive(self, "embedding_size", "hidden_size", "num_layers", "attention_size")
         non_negative(self, "proj_size")
-        in_unit_interval(self, "dropout", "recurrent_dropout", "weight_drop", "zoneout")
+        in_unit_interval(self, "dropout", "word_dropout", "recurrent_dropout", "weight_drop",
+                         "zoneout")
 
 
 @dataclass
@@ -96,6 +100,7 @@ class ClassifyConfig:
 class TextClassifier(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, cfg: ModelConfig) -> None:
         super().__init__()
+        self.word_dropout = cfg.word_dropout
         self.embed = nn.Embedding(vocab_size, cfg.embedding_size)
         self.drop = nn.Dropout(cfg.dropout)
         extra = {"nonlinearity": cfg.cell[4:]} if cfg.cell.startswith("rnn") else {}
@@ -111,10 +116,15 @@ class TextClassifier(nn.Module):
         size = (cfg.proj_size or cfg.hidden_size) * directions
         self.pool = Pooling(cfg.pooling, size, directions=directions,
                             attention_size=cfg.attention_size)
-        self.head = nn.Linear(size, num_classes)
+        self.head = nn.Linear(self.pool.out_size, num_classes)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """(B, T) ids padded past each text's length → logits (B, C)."""
+        if self.training and self.word_dropout > 0:
+            # whole words go missing, not embedding units: the model cannot lean on any
+            # one word (<unk> is id 0, as is the padding, which lengths keep out anyway)
+            dropped = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout
+            tokens = tokens.masked_fill(dropped, 0)
         x = self.drop(self.embed(tokens))  # (B, T, E)
         y, _ = self.rnn(x, lengths=lengths)  # (B, T, D), zeros past each end
         return self.head(self.drop(self.pool(y, lengths)))  # (B, C)
