@@ -1,10 +1,11 @@
 """Text classification (many to one): which class a text belongs to.
 
-Word dropout (training only) → embedding → stacked, optionally bidirectional RNN/LSTM/GRU run with each text's own
-``lengths`` (every engine option from the config) → pooling over time (last state,
-mean, max, both, or attention; ``rnnkit.layers.pooling``) → dropout → linear to the classes.
-Trained with the cross-entropy on mini-batches of whole texts, each batch drawn from
-texts of similar length so that little of it is padding.
+Word dropout (training only) → embedding → stacked, optionally bidirectional
+RNN/LSTM/GRU run with each text's own ``lengths`` (every engine option from the config)
+→ pooling over time (last state, mean, max, both, or attention;
+``rnnkit.layers.pooling``) → dropout → linear to the classes. Trained with the
+cross-entropy on mini-batches of whole texts, each batch drawn from texts of similar
+length so that little of it is padding.
 """
 
 from __future__ import annotations
