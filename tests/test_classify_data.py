@@ -59,15 +59,20 @@ def test_npm_missing_says_what_to_install(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-PLAIN = b"""From: a@b.c\nSubject: Lunch =?utf-8?q?caf=C3=A9?=\nReceived: from relay\n\nSee you at\n  noon.\n"""
+PLAIN = b"""From: a@b.c\nTo: list@x.y\nSubject: Lunch =?utf-8?q?caf=C3=A9?=\nReceived: from relay\nX-Mailer: Mutt\n\nSee you at\n  noon.\n"""
 HTML = b"""Subject: WIN\nContent-Type: text/html; charset=iso-8859-1\n\n<html><style>p{}</style><p>Cheap &amp; <b>fast</b> caf\xe9</p><!-- x --></html>\n"""
 MULTIPART = b"""Subject: both\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="XX"\n\n--XX\nContent-Type: text/plain\n\nplain part\n--XX\nContent-Type: application/pdf\nContent-Disposition: attachment; filename=a.pdf\n\nJVBERi0=\n--XX--\n"""
 
 
-def test_email_text_is_subject_and_body_without_headers():
-    assert spam_assassin.email_text(PLAIN) == "Lunch café See you at noon."
-    assert spam_assassin.email_text(HTML) == "WIN Cheap & fast café"
-    assert spam_assassin.email_text(MULTIPART) == "both plain part"
+PLAIN_TEXT = "From: a@b.c Subject: Lunch café X-Mailer: Mutt See you at noon."
+HTML_TEXT = "Subject: WIN Content-Type: text/html; charset=iso-8859-1 Cheap & fast café"
+
+
+def test_email_text_is_telling_headers_and_body_without_relays_or_recipients():
+    assert spam_assassin.email_text(PLAIN) == PLAIN_TEXT
+    assert spam_assassin.email_text(HTML) == HTML_TEXT
+    assert spam_assassin.email_text(MULTIPART) == ("Subject: both Content-Type: "
+                                                   "multipart/alternative plain part")
 
 
 def test_spam_tarball_groups_and_count(tmp_path, monkeypatch):
@@ -78,8 +83,8 @@ def test_spam_tarball_groups_and_count(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="holds 2 emails, expected 6046"):
         spam_assassin.read_tarball(tgz)
     monkeypatch.setattr(spam_assassin, "N_EMAILS", 2)
-    assert spam_assassin.read_tarball(tgz) == [Example("Lunch café See you at noon.", "ham"),
-                                               Example("WIN Cheap & fast café", "spam")]
+    assert spam_assassin.read_tarball(tgz) == [Example(PLAIN_TEXT, "ham"),
+                                               Example(HTML_TEXT, "spam")]
 
 
 def test_bbc_from_a_wheel_with_other_topics_is_refused(tmp_path):
@@ -116,3 +121,4 @@ def test_the_real_spam_assassin():
     examples = spam_assassin.spam_assassin()
     assert Counter(e.label for e in examples) == {"ham": 4150, "spam": 1896}
     assert not any("Received:" in e.text[:200] for e in examples[:50])
+    assert sum(e.text.startswith("From: ") for e in examples) > 6000
