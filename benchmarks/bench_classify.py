@@ -11,8 +11,13 @@ the same test split. A TF-IDF logistic regression measures 78.5% on MR in 5-fold
 cross-validation; the targets are MR ≥ 80%, spam F1 ≥ 0.98, BBC ≥ 96%.
 
     python benchmarks/bench_classify.py                  # all three, writes RESULTS.md
+    python benchmarks/bench_classify.py --sets spam       # one set; the others' rows stay
     python benchmarks/bench_classify.py --sets mr --budget 300 --no-write
     python benchmarks/bench_classify.py --quick --no-write   # a smoke check, ~1 minute
+
+Each set's figures are kept in ``benchmarks/out/classify/results.json`` with the date,
+command and commit that measured them, so the sets can be measured one at a time; the
+RESULTS.md table shows every set measured so far.
 
 Needs scikit-learn (``pip install 'rnnkit[bench]'``).
 """
@@ -24,6 +29,7 @@ import datetime
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -106,31 +112,48 @@ def main() -> None:
     from rnnkit.tasks.classify import DataConfig
     from rnnkit.tasks.classify_runs import load_splits
 
-    results = {}
+    path = Path(HERE) / "out" / "classify" / "results.json"
+    kept = json.loads(path.read_text())["results"] if path.exists() else {}
+    results = {k: v for k, v in kept.items() if "command" in v}  # each set says how it ran
+    command = " ".join(["python", "benchmarks/bench_classify.py", *sys.argv[1:]])
     for name in args.sets.split(","):
         if name not in CONFIGS:
             sys.exit(f"unknown set {name!r}; choose among {', '.join(CONFIGS)}")
         splits, labels = load_splits(DataConfig(train=name))
         sizes = {s: len(v) for s, v in splits.items()}
-        results[name] = {"sizes": sizes, "baseline": baseline(splits, labels),
-                         "rnnkit": run_rnnkit(name, args.budget, args.quick)}
-        print(json.dumps({name: results[name]}), flush=True)
-    record = {"date": datetime.date.today().isoformat(), "machine": machine(),
-              "command": " ".join(["python", "benchmarks/bench_classify.py", *sys.argv[1:]]),
-              "results": results}
-    path = Path(HERE) / "out" / "classify" / "results.json"
+        result = {"sizes": sizes, "baseline": baseline(splits, labels),
+                  "rnnkit": run_rnnkit(name, args.budget, args.quick),
+                  "date": datetime.date.today().isoformat(), "command": command,
+                  "commit": _commit(), "machine": machine()}
+        print(json.dumps({name: result}), flush=True)
+        if not args.quick:  # a smoke check's figures are not kept
+            results[name] = result
+    if args.quick:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    path.write_text(json.dumps({"results": results}, indent=1) + "\n")
     if not args.no_write:
-        update_results(markdown(record), key="classify", title="Text classification "
+        update_results(markdown(results), key="classify", title="Text classification "
                                                                 "(bench_classify.py)")
 
 
-def markdown(record: dict) -> str:
-    m = record["machine"]
+def _commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def markdown(results: dict) -> str:
+    """The table of every set measured so far, in mr, spam, bbc order, and how each was
+    measured."""
     rows = ["| set | train / valid / test | metric | rnnkit | TF-IDF logistic regression "
             "| target | steps, seconds |", "|---|---|---|---|---|---|---|"]
-    for name, r in record["results"].items():
+    how = []
+    for name in (n for n in CONFIGS if n in results):
+        r = results[name]
         metric, target = TARGETS[name]
         ours, base = r["rnnkit"][metric], r["baseline"][metric]
         sizes = " / ".join(str(r["sizes"][s]) for s in ("train", "valid", "test"))
@@ -138,11 +161,14 @@ def markdown(record: dict) -> str:
                     f"**{ours:.4f}** | {base:.4f} (C={r['baseline']['C']}) | ≥ {target} "
                     f"{'met' if ours >= target else 'not met'} | {r['rnnkit']['steps']}, "
                     f"{r['rnnkit']['seconds']:.0f} |")
+        m = r["machine"]
+        how.append(f"- {TITLES[name]}: `{r['command']}` on {r['date']}, "
+                   f"{r['rnnkit']['config']}, commit {r.get('commit')}; {m['cpu']} "
+                   f"({m['cores']} cores, {m['threads']} torch thread), torch {m['torch']}.")
     return "\n".join([
-        f"Measured {record['date']} on {m['cpu']} ({m['cores']} cores, {m['threads']} torch "
-        f"thread), torch {m['torch']}, with `{record['command']}`. Splits: 80/10/10 by "
-        "class, seed 0 (`data.split_seed`); each model is chosen on the validation split "
-        "and scored once on the test split.", "", *rows, ""])
+        "Splits: 80/10/10 by class, seed 0 (`data.split_seed`); each model is chosen on "
+        "the validation split and scored once on the test split.", "", *rows, "",
+        "Measured:", "", *how, ""])
 
 
 if __name__ == "__main__":
