@@ -219,6 +219,15 @@ def test_word_dropout_replaces_words_by_unk_in_training_only():
         configs.from_dict(ModelConfig, {"word_dropout": 1.5})
 
 
+def test_embedding_std_scales_the_initial_embedding():
+    small = TextClassifier(500, 2, configs.from_dict(ModelConfig, {"embedding_std": 0.1}))
+    default = TextClassifier(500, 2, ModelConfig())
+    assert abs(float(small.embed.weight.detach().std()) - 0.1) < 0.005
+    assert abs(float(default.embed.weight.detach().std()) - 1.0) < 0.05
+    with pytest.raises(ValueError, match="embedding_std"):
+        configs.from_dict(ModelConfig, {"embedding_std": 0.0})
+
+
 def test_model_learns_the_fixture():
     examples = read_examples(FIXTURE, "review", "sentiment")
     labels = sorted({e.label for e in examples})

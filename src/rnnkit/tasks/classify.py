@@ -62,6 +62,8 @@ class TokenizerConfig:
 class ModelConfig:
     cell: Literal["lstm", "gru", "rnn_tanh", "rnn_relu"] = option("lstm", "recurrent cell")
     embedding_size: int = option(128, "size of the token embedding")
+    embedding_std: float = option(1.0, "initial embedding weights ~ N(0, std²) (torch's "
+                                       "default: 1); smaller, rare words start near zero")
     hidden_size: int = option(128, "hidden units per layer and direction")
     num_layers: int = option(1, "stacked recurrent layers")
     bidirectional: bool = option(True, "read each text both ways")
@@ -83,7 +85,8 @@ class ModelConfig:
     backend: Literal["auto", "native", "fused", "reference"] = option("auto", "engine backend")
 
     def __post_init__(self) -> None:
-        positive(self, "embedding_size", "hidden_size", "num_layers", "attention_size")
+        positive(self, "embedding_size", "embedding_std", "hidden_size", "num_layers",
+                 "attention_size")
         non_negative(self, "proj_size")
         in_unit_interval(self, "dropout", "word_dropout", "recurrent_dropout", "weight_drop",
                          "zoneout")
@@ -103,6 +106,8 @@ class TextClassifier(nn.Module):
         super().__init__()
         self.word_dropout = cfg.word_dropout
         self.embed = nn.Embedding(vocab_size, cfg.embedding_size)
+        if cfg.embedding_std != 1.0:  # (1: as torch drew it, the same weights as before)
+            nn.init.normal_(self.embed.weight, std=cfg.embedding_std)
         self.drop = nn.Dropout(cfg.dropout)
         extra = {"nonlinearity": cfg.cell[4:]} if cfg.cell.startswith("rnn") else {}
         if cfg.cell == "lstm":
