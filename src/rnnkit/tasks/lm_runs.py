@@ -20,8 +20,9 @@ from rnnkit._io import write_text
 from rnnkit.data.text import read_text, split_contiguous
 from rnnkit.data.vocab import Vocab
 from rnnkit.decoding import generate
+from rnnkit.tasks._runs import load_weights, read_run, run_checkpoint
 from rnnkit.tasks.lm import EOS, LanguageModelTask, LMConfig, build_model, detokenize, tokenize
-from rnnkit.training import Trainer, load_checkpoint
+from rnnkit.training import Trainer
 from rnnkit.training.trainer import BEST, LAST, pick_device
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,7 @@ def read_run_checkpoint(path: Path) -> dict[str, Any]:
     """A language-model checkpoint; ``ValueError`` (one line) when it is missing, corrupt,
     holds anything but plain data (it is never unpickled: it cannot run code), or is not
     a whole language-model run."""
-    ck = load_checkpoint(path)
-    if ck.get("task") not in TASKS:
-        raise ValueError(f"{path} is a {ck.get('task')!r} checkpoint, not a language model")
-    missing = [k for k in ("config", "vocab", "model") if not isinstance(ck.get(k), (dict, list))]
-    if missing:
-        raise ValueError(f"{path} is not a whole run: it lacks {', '.join(missing)}")
-    return ck
+    return read_run(path, TASKS, "a language model", ("config", "vocab", "model"))
 
 
 def _check_resumable(ck: dict[str, Any], task: str, cfg: LMConfig, out: Path) -> None:
@@ -137,25 +132,12 @@ def load_run(out: Path):
 
 def _load_run(out: Path):
     """load_run's four, and the checkpoint itself."""
-    out = Path(out)
-    if not out.exists():
-        raise ValueError(f"no such run directory: {out}")
-    if not out.is_dir():
-        raise ValueError(f"{out} is a file; give the run directory (train's --out)")
-    path = out / BEST if (out / BEST).exists() else out / LAST
-    if not path.exists():
-        raise ValueError(f"{out} holds no checkpoint ({BEST} or {LAST}); train a model there "
-                         "first")
+    path = run_checkpoint(out)
     ck = read_run_checkpoint(path)
     cfg = configs.from_dict(LMConfig, ck["config"])
     vocab = Vocab(ck["vocab"])
-    model = build_model(len(vocab), cfg.model, cfg.train.seed)
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise ValueError(f"{path} does not fit the model its config describes "
-                         f"({str(e).splitlines()[0]})") from None
-    return ck["task"], cfg, vocab, model.eval(), ck
+    model = load_weights(build_model(len(vocab), cfg.model, cfg.train.seed), ck["model"], path)
+    return ck["task"], cfg, vocab, model, ck
 
 
 def sample(out: Path, *, prompt: Optional[str] = None, length: Optional[int] = None,

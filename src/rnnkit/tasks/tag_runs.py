@@ -19,9 +19,10 @@ from rnnkit import config as configs
 from rnnkit._io import write_text
 from rnnkit.data.conll import Sentence, detect_format, read_tagged, split_sentences
 from rnnkit.tasks import tag_metrics
+from rnnkit.tasks._runs import load_weights, read_run, run_checkpoint
 from rnnkit.tasks.tag import TagConfig, Tagger, build_model, tokenize
 from rnnkit.tasks.tag_task import TaggingTask, Vocabs
-from rnnkit.training import Trainer, load_checkpoint
+from rnnkit.training import Trainer
 from rnnkit.training.trainer import BEST, LAST, pick_device
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,7 @@ def _encode(vocabs: Vocabs, sentences: list[Sentence], cfg: TagConfig):
 def read_run_checkpoint(path: Path) -> dict[str, Any]:
     """A tagging checkpoint; ``ValueError`` (one line) when it is missing, corrupt, or
     not a whole tagging run."""
-    ck = load_checkpoint(path)
-    if ck.get("task") not in TASKS:
-        raise ValueError(f"{path} is a {ck.get('task')!r} checkpoint, not a tagger")
-    missing = [k for k in ("config", "vocabs", "model") if not isinstance(ck.get(k), dict)]
-    if missing:
-        raise ValueError(f"{path} is not a whole run: it lacks {', '.join(missing)}")
-    return ck
+    return read_run(path, TASKS, "a tagger", ("config", "vocabs", "model"))
 
 
 def _check_resumable(ck: dict[str, Any], cfg: TagConfig, out: Path) -> None:
@@ -156,25 +151,11 @@ def _build(vocabs: Vocabs, cfg: TagConfig) -> Tagger:
 
 def load_run(out: Path):
     """(config, vocabularies, model in eval mode) of a trained run."""
-    out = Path(out)
-    if not out.exists():
-        raise ValueError(f"no such run directory: {out}")
-    if not out.is_dir():
-        raise ValueError(f"{out} is a file; give the run directory (train's --out)")
-    path = out / BEST if (out / BEST).exists() else out / LAST
-    if not path.exists():
-        raise ValueError(f"{out} holds no checkpoint ({BEST} or {LAST}); train a model there "
-                         "first")
+    path = run_checkpoint(out)
     ck = read_run_checkpoint(path)
     cfg = configs.from_dict(TagConfig, ck["config"])
     vocabs = Vocabs.from_dict(ck["vocabs"])
-    model = _build(vocabs, cfg)
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise ValueError(f"{path} does not fit the model its config describes "
-                         f"({str(e).splitlines()[0]})") from None
-    return cfg, vocabs, model.eval()
+    return cfg, vocabs, load_weights(_build(vocabs, cfg), ck["model"], path)
 
 
 def evaluate(out: Path, data: Optional[str] = None) -> dict[str, Any]:
