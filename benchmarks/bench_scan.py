@@ -131,6 +131,9 @@ def parse_args(argv=None):
                    help="timed repeats per variant, interleaved (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=2,
                    help="untimed iterations per variant, at least 1 (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (default: torch's own choice); on a shared machine "
+                        "1 thread is the steadiest, as no thread waits on a descheduled one")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes (B=2, T=8,32, 8/16), 1 warm-up, 2 repeats: a smoke check")
     p.add_argument("--no-write", action="store_true",
@@ -144,6 +147,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     a = parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     medians = {steps: time_all(a, steps) for steps in a.steps}
     argv = sys.argv if argv is None else [os.path.relpath(__file__), *argv]
     python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"

@@ -367,6 +367,15 @@ BAD_CALLS = [
 ]
 
 
+def test_scan_is_checked_when_changed_too():
+    layer = rnnkit.MinGRU(3, 4, activation="identity")
+    with pytest.raises(ValueError, match=r"scan='log' needs activation='g'"):
+        layer.scan = "log"
+    assert layer.scan == "linear"
+    with pytest.warns(UserWarning, match="dropout acts between stacked layers"):
+        rnnkit.MinLSTM(3, 4, dropout=0.5)
+
+
 @pytest.mark.parametrize("call,error,message", BAD_CALLS)
 def test_bad_calls_are_refused_in_one_line(call, error, message):
     layer = rnnkit.MinLSTM(3, 4, num_layers=2, dtype=D)

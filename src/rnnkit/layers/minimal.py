@@ -39,6 +39,7 @@ takes the fewest steps, which is what a GPU rewards.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 import torch
@@ -112,6 +113,8 @@ def sequential_scan(a: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor
 
 
 class _MinimalRecurrent(nn.Module):
+    """What :class:`MinGRU` and :class:`MinLSTM` share: all but their coefficients."""
+
     num_gates = 0
     mode = ""  # one state tensor (no LSTM pair) for the shared state checks
 
@@ -132,12 +135,10 @@ class _MinimalRecurrent(nn.Module):
         self.batch_first = bool(batch_first)
         self.dropout = _checks.probability("dropout", dropout, allow_one=True)
         self.bidirectional = bool(bidirectional)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn("dropout acts between stacked layers: with num_layers=1 it does "
+                          "nothing", stacklevel=3)
         self.activation = check_activation(activation)
-        if scan not in SCANS:
-            raise ValueError(f"scan must be one of {SCANS}, got {scan!r}")
-        if scan == "log" and activation != "g":
-            raise ValueError(f"scan='log' needs activation='g' (b_t > 0 to take its log), "
-                             f"got activation={activation!r}; use scan='linear'")
         self.scan = scan
         factory = {"device": device, "dtype": dtype}
         gh = self.num_gates * hidden_size
@@ -150,6 +151,20 @@ class _MinimalRecurrent(nn.Module):
                 if bias:
                     setattr(self, "bias_ih" + sfx, nn.Parameter(torch.empty(gh, **factory)))
         self.reset_parameters()
+
+    @property
+    def scan(self) -> str:
+        return self._scan_kind
+
+    @scan.setter
+    def scan(self, scan: str) -> None:
+        """Checked on every change: the log scan computes the ``g`` candidate only."""
+        if scan not in SCANS:
+            raise ValueError(f"scan must be one of {SCANS}, got {scan!r}")
+        if scan == "log" and self.activation != "g":
+            raise ValueError(f"scan='log' needs activation='g' (b_t > 0 to take its log), "
+                             f"got activation={self.activation!r}; use scan='linear'")
+        self._scan_kind = scan
 
     @property
     def num_directions(self) -> int:
@@ -194,7 +209,7 @@ class _MinimalRecurrent(nn.Module):
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
                 seq = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
-                y = self._scan(seq, layer, direction, None if h0 is None else h0[index])
+                y = self._run_direction(seq, layer, direction, None if h0 is None else h0[index])
                 if valid is not None:
                     y = torch.where(valid, y, 0.0)  # zero past each sequence's end
                 finals.append(_last(y, lengths))
@@ -204,7 +219,8 @@ class _MinimalRecurrent(nn.Module):
                 layer_input = F.dropout(layer_input, self.dropout, True)
         return layer_input, torch.stack(finals)
 
-    def _scan(self, x: Tensor, layer: int, direction: int, h0: Optional[Tensor]) -> Tensor:
+    def _run_direction(self, x: Tensor, layer: int, direction: int,
+                       h0: Optional[Tensor]) -> Tensor:
         k = self.gates(x, layer, direction)  # (T, B, G*H): every step's gates at once
         if self.scan == "log":
             return log_scan(*self._log_coefficients(k), h0)
