@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 _POINTERS = ("acts", "pre", "ln_hh", "rmean", "rrstd", "h0", "c0", "hbuf", "cbuf", "cnew", "tc",
              "ln_c_w", "ln_c_b", "cmean", "crstd", "wh", "wc", "drop", "hm", "dy", "dgates",
              "dtc", "dpre", "b_hh", "hn", "dn", "gp", "dc")
-_INTS = ("T", "B", "H", "wh_cols", "wc_cols", "st_cn", "st_tc", "st_pre", "st_stat", "threads",
-         "relu")
+_INTS = ("T", "B", "H", "wh_cols", "wc_cols", "st_cn", "st_tc", "st_pre", "st_stat", "st_dtc",
+         "threads", "relu")
 _FLOATS = ("wh_s", "wc_s", "eps")
 _KERNEL = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}
 
@@ -73,7 +73,7 @@ def run(r, H: int, **tensors):
     tensors["wh"], wh_cols, wh_s = _settle(r.settle_h)
     tensors["wc"], wc_cols, wc_s = _settle(getattr(r, "settle_c", None))
     values = {k: kernels.pointer(tensors.get(k), ptr_type) for k in _POINTERS}
-    ints = {k: tensors.get(k, 0) for k in ("st_cn", "st_tc", "st_pre", "st_stat")}
+    ints = {k: tensors.get(k, 0) for k in ("st_cn", "st_tc", "st_pre", "st_stat", "st_dtc")}
     s = cls(**values, **ints, T=T, B=B, H=H, wh_cols=wh_cols, wc_cols=wc_cols,
             threads=torch.get_num_threads(), relu=int(r.mode == "RNN_RELU"),
             wh_s=wh_s, wc_s=wc_s, eps=LN_EPS)

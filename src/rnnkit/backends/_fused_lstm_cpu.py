@@ -49,7 +49,8 @@ def backward(r, dy: Tensor, dh: Tensor, dc: Tensor) -> None:
     acts, w, rec = r.acts, r.w, r.rec
     T, B, G = acts.shape
     H = G // 4
-    D, dtc = torch.empty_like(acts), acts.new_empty(T, B, H)
+    ln_c = w.ln_c_weight is not None  # its gain's gradient needs δ(LN_c output) at every step
+    D, dtc = torch.empty_like(acts), acts.new_empty((T, B, H) if ln_c else (B, H))
     dc = dc.contiguous().clone()  # carried in place
     drop = masked_h0(r)[0]
     gp = torch.zeros_like(dc)
@@ -59,12 +60,12 @@ def backward(r, dy: Tensor, dh: Tensor, dc: Tensor) -> None:
         c0=r.c0.contiguous(), hbuf=r.hbuf, cbuf=r.cbuf, cnew=r.cnew, tc=r.tc,
         ln_c_w=w.ln_c_weight, ln_c_b=w.ln_c_bias, cmean=r.c_mean, crstd=r.c_rstd, drop=drop,
         dy=dy.contiguous(), dgates=D, dtc=dtc, dpre=rec.dpre if ln_hh else None, gp=gp, dc=dc,
-        st_cn=B * H, st_tc=B * H, st_pre=B * G, st_stat=B)
+        st_cn=B * H, st_tc=B * H, st_pre=B * G, st_stat=B, st_dtc=B * H * ln_c)
     dg = rec.dpre if ln_hh else D
     settle = r.settle_h.w is not None
     r.dh0 = backward_loop(bwd, s, rec.backward_product(B), dh, dg, drop, gp if settle else None)
     r.d_rec, r.dc0 = D, dc
-    if w.ln_c_weight is not None:
+    if ln_c:
         cn = r.cbuf if r.cnew is None else r.cnew
         mask = (False, True, w.ln_c_bias is not None)
         _, r.d_ln_c_weight, r.d_ln_c_bias = ln_backward(dtc, cn, r.c_mean, r.c_rstd,

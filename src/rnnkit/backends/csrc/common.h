@@ -70,12 +70,13 @@ typedef struct {
     real *dy;            /* (T, B, H) gradient from the outputs, or NULL */
     real *dgates;        /* (T, B, G) dL/d(gate pre-activations) */
     real *dtc;           /* (T, B, H) dL/d(LN_c output), kept for the cell norm's gain */
+                         /* (a scratch (B, H), step stride 0, without the cell norm) */
     real *dpre;          /* (T, B, G) dL/d pre (through LN_hh), or NULL */
     real *b_hh;          /* GRU: (3H) the recurrent bias, apart from the input side's */
     real *hn;            /* GRU: (T, B, H) h_n, the n share of the recurrent product */
     real *dn;            /* GRU: (T, B, H) dL/d(input-side n pre-activation) */
     real *gp, *dc;       /* (B, H): the settle share to h_{t-1}, the carried dL/dc */
-    int64_t T, B, H, wh_cols, wc_cols, st_cn, st_tc, st_pre, st_stat;
+    int64_t T, B, H, wh_cols, wc_cols, st_cn, st_tc, st_pre, st_stat, st_dtc;
     int64_t threads;     /* OpenMP threads over the batch rows (torch's own count) */
     int64_t relu;        /* RNN: 1 for ReLU, 0 for tanh */
     double wh_s, wc_s, eps;

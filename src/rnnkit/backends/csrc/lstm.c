@@ -75,7 +75,7 @@ void lstm_backward_step(const run_t *r, int64_t t, int64_t first, real *q) {
     const real *a = r->acts + t * B * G;
     const real *cp = t ? r->cbuf + (t - 1) * B * H : r->c0;
     const real *tc = r->tc + t * r->st_tc;
-    real *d = r->dgates + t * B * G, *dtc = r->dtc + t * B * H;
+    real *d = r->dgates + t * B * G, *dtc = r->dtc + t * r->st_dtc;
     const int settle_h = SETTLE_H(r), settle_c = r->wc || r->wc_s != 0.0;
     PARALLEL_ROWS(r)
     for (int64_t b = 0; b < B; b++) {
