@@ -26,6 +26,7 @@ from bench_engine import HERE, machine, update_results, write_atomically
 from torch import nn
 
 import rnnkit
+from rnnkit.layers.minimal import SCANS
 
 SIZES = (("batch", 16, "batch size B"), ("input", 256, "input size"),
          ("hidden", 256, "hidden size"))
@@ -47,22 +48,17 @@ class CellLoop(nn.Module):
 
 
 def variants(a):
-    """name -> (builder, the loop it is compared with, or None)."""
+    """name -> (builder, the loop it is compared with, or None); each scan's row is named
+    from the very value it passes, so a changed default cannot mislabel a row."""
     I, H = a.input, a.hidden
-    return {
-        "torch.nn.LSTM": (lambda: nn.LSTM(I, H), None),
-        "MinGRUCell loop": (lambda: CellLoop(rnnkit.MinGRUCell(I, H)), None),
-        "MinGRU scan='log'": (lambda: rnnkit.MinGRU(I, H), "MinGRUCell loop"),
-        "MinGRU scan='linear'": (lambda: rnnkit.MinGRU(I, H, scan="linear"), "MinGRUCell loop"),
-        "MinGRU scan='sequential'":
-            (lambda: rnnkit.MinGRU(I, H, scan="sequential"), "MinGRUCell loop"),
-        "MinLSTMCell loop": (lambda: CellLoop(rnnkit.MinLSTMCell(I, H)), None),
-        "MinLSTM scan='log'": (lambda: rnnkit.MinLSTM(I, H), "MinLSTMCell loop"),
-        "MinLSTM scan='linear'":
-            (lambda: rnnkit.MinLSTM(I, H, scan="linear"), "MinLSTMCell loop"),
-        "MinLSTM scan='sequential'":
-            (lambda: rnnkit.MinLSTM(I, H, scan="sequential"), "MinLSTMCell loop"),
-    }
+    table = {"torch.nn.LSTM": (lambda: nn.LSTM(I, H), None)}
+    for layer, cell in ((rnnkit.MinGRU, rnnkit.MinGRUCell), (rnnkit.MinLSTM, rnnkit.MinLSTMCell)):
+        loop = f"{cell.__name__} loop"
+        table[loop] = (lambda cell=cell: CellLoop(cell(I, H)), None)
+        for scan in SCANS:
+            table[f"{layer.__name__} scan={scan!r}"] = \
+                (lambda layer=layer, scan=scan: layer(I, H, scan=scan), loop)
+    return table
 
 
 def iteration(model, x):
