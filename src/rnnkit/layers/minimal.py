@@ -28,12 +28,11 @@ all along dim 0 of (T, B, H) tensors and tested equal:
   to rounding in float32.
 - :func:`sequential_scan` (``scan="sequential"``): the loop over time, the reference.
 
-Why ``"linear"`` is the default: on a CPU every full-length pass over (T, B, H) costs
-memory traffic, and the log scan makes many of them (``logcumsumexp`` alone, forward and
-backward, is about a third of its time), so there it is several times slower than the loop,
-whereas the chunked scan is as fast as the loop (``benchmarks/RESULTS.md``, section
-``scan``); and it is exact in float32 where the log scan loses ``|a*| ε``. The log scan
-takes the fewest steps, which is what a GPU rewards.
+Why ``"linear"`` is the default: measured on a 2-core CPU (``benchmarks/RESULTS.md``,
+section ``scan``), it trains as fast as the loop (within 6%) and the log scan about three
+times slower, its ``logcumsumexp`` and cumulative sum being extra full passes over
+(T, B, H); and it is exact in float32 where the log scan loses ``|a*| ε``. The log scan
+takes the fewest sequential steps, which is what a GPU rewards.
 """
 
 from __future__ import annotations
