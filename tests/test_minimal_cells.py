@@ -382,3 +382,31 @@ def test_bad_calls_are_refused_in_one_line(call, error, message):
     with pytest.raises(error, match=message) as info:
         call(layer)
     assert "\n" not in str(info.value)
+
+
+# -- the benchmark script ----------------------------------------------------------------
+
+
+def test_bench_scan_quick_run(monkeypatch):
+    """bench_scan end to end at tiny sizes: every row, ratios to its anchors (speed
+    itself is never tested)."""
+    import importlib.util
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(here))  # bench_scan imports bench_engine
+    spec = importlib.util.spec_from_file_location("bench_scan", here / "bench_scan.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    a = bench.parse_args(["--quick"])  # B=2, input 8, hidden 16
+    medians = bench.time_all(a, 5)
+    assert all(seconds > 0 for seconds in medians.values())
+    rows = bench.build_rows(a, {5: medians})
+    names = [r["name"] for r in rows]
+    assert names == ["torch.nn.LSTM", "MinGRUCell loop", "MinGRU scan='log'",
+                     "MinGRU scan='linear'", "MinGRU scan='sequential'", "MinLSTMCell loop",
+                     "MinLSTM scan='log'", "MinLSTM scan='linear'", "MinLSTM scan='sequential'"]
+    assert rows[0]["vs_lstm"] == 1.0 and "| 5 | MinLSTM scan='log' |" in bench.markdown(
+        {"command": "c", "machine": bench.machine(), "rows": rows,
+         "config": {"batch": 2, "input": 8, "hidden": 16, "repeats": 1, "warmup": 1}})
+    assert rows[2]["loop"] == "MinGRUCell loop" and rows[6]["loop"] == "MinLSTMCell loop"
