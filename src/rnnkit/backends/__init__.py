@@ -13,6 +13,8 @@ import torch
 from rnnkit.backends import reference
 
 BACKENDS = ("auto", "reference", "fused", "native")
+#: A call of fewer steps than this is "short" (generation steps one token at a time).
+SHORT = 16
 
 
 def per_direction(name: str):
@@ -35,10 +37,12 @@ def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool,
     - on CPU, torch.nn's PackedSequence path leaves oneDNN for a per-step loop that
       measured 2.7x slower than the padded batch (benchmarks/RESULTS.md), so variable
       lengths go to ``fused`` there;
-    - on CPU in float32, the fused GRU and RNN (compiled kernels, oneDNN products)
-      train faster than torch.nn's (0.6-0.7 of its time in benchmarks/RESULTS.md) on
-      sequences of 16 steps or more; the LSTM, where oneDNN's own kernel stays ahead,
-      and short calls (generation steps one token at a time) keep torch.nn's.
+    - on CPU in float32, with the fused backend's compiled kernels (measured in
+      benchmarks/RESULTS.md): torch.nn's GRU and RNN are per-step loops, and fused
+      trains them in 0.6-0.8 of their time on calls of 16 steps or more, while their
+      per-call cost stays lower on shorter ones; torch.nn's LSTM runs oneDNN's LSTM
+      kernel, ahead over long sequences but costly per call, so generation one token at
+      a time (calls under 16 steps) goes to fused, 0.2 of its per-token latency.
     """
     if requested != "auto":
         return requested
@@ -46,8 +50,9 @@ def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool,
         return "fused"
     if x.is_cuda and not training and torch.is_grad_enabled():
         return "fused"
-    if x.device.type == "cpu" and (has_lengths or (mode != "LSTM" and x.shape[0] >= 16
-                                                    and _cpu_fast(x))):
+    if x.device.type == "cpu" and has_lengths:
+        return "fused"
+    if x.device.type == "cpu" and (mode == "LSTM") == (x.shape[0] < SHORT) and _cpu_fast(x):
         return "fused"
     return "native"
 
