@@ -248,3 +248,22 @@ def test_auto_sends_cpu_float32_gru_and_rnn_to_the_kernels(monkeypatch):
                         lambda name, f=backends.per_direction: calls.append(name) or f(name))
     torch.testing.assert_close(ours(x32)[0], theirs(x32)[0], rtol=1e-5, atol=1e-6)
     assert calls == ["fused"]
+
+
+@needs_kernels
+def test_rows_past_their_end_skip_the_products(monkeypatch):
+    """Longest sequences first, each step's product runs over the rows still running only,
+    and the result equals the torch loops (which compute every row)."""
+    seen = []
+    call = _matmul.Fixed.__call__
+    monkeypatch.setattr(_matmul.Fixed, "__call__",
+                        lambda self, x: seen.append(x.shape[0]) or call(self, x))
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(3, 4, dtype=torch.float64, backend="fused", zoneout=0.2, layer_norm=True)
+    x = torch.randn(16, 4, 3, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([3, 16, 1, 9])
+    fast = _run(layer, x, lengths)
+    assert seen == [4] + [3] * 2 + [2] * 6 + [1] * 7 + [1] * 7 + [2] * 6 + [3] * 2 + [4]
+    monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
+    for a, b in zip(fast, _run(layer, x, lengths)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

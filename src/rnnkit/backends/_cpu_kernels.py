@@ -110,8 +110,8 @@ def library(dtype: torch.dtype) -> Optional[ctypes.CDLL]:
         return None
     run, p, i64 = ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64
     for cell in ("lstm", "gru", "rnn"):
-        _declare(lib, f"{cell}_forward_step", (run, i64, p))
-        _declare(lib, f"{cell}_backward_step", (run, i64, i64, p))
+        _declare(lib, f"{cell}_forward_step", (run, i64, p, i64))
+        _declare(lib, f"{cell}_backward_step", (run, i64, i64, p, i64))
     _declare(lib, "rnnkit_activation", (p, i64, i64))
     lib.rnnkit_run_size.restype, lib.rnnkit_run_size.argtypes = i64, ()
     return lib

@@ -82,23 +82,42 @@ def run(r, H: int, **tensors):
     return getattr(lib, f"{name}_forward_step"), getattr(lib, f"{name}_backward_step"), s
 
 
-def forward_loop(step, s, product, h0: Tensor, hbuf: Tensor, hm: Optional[Tensor]) -> None:
-    """Each step: the product of the last state (masked into ``hm``), then the kernel."""
+def running_rows(r) -> list[int]:
+    """Rows still inside their sequence at each step, when they are a prefix of the batch
+    (``fused.run_direction`` puts the longest sequences first): the products and the
+    kernels skip the rest, whose state passes through. All B rows otherwise."""
+    T, B = r.acts.shape[:2]
+    if r.valid is None:
+        return [B] * T
+    valid = r.valid[..., 0]  # (T, B)
+    n = valid.sum(1)  # (T,)
+    prefix = torch.arange(B, device=valid.device) < n.unsqueeze(1)
+    return n.tolist() if torch.equal(prefix, valid) else [B] * T
+
+
+def forward_loop(step, s, product, h0: Tensor, hbuf: Tensor, hm: Optional[Tensor],
+                 rows: list[int]) -> None:
+    """Each step: the product of the last state (masked into ``hm``) over the rows still
+    running, then the kernel."""
     address, hv = ctypes.addressof(s), (h0, *hbuf.unbind(0))
-    for t in range(hbuf.shape[0]):
-        p = product(hv[t] if hm is None else hm)  # (B, G)
-        step(address, t, p.data_ptr())
+    for t, n in enumerate(rows):
+        p = product((hv[t] if hm is None else hm)[:n])  # (n, G)
+        step(address, t, p.data_ptr(), n)
 
 
 def backward_loop(step, s, product, dh: Tensor, dg: Tensor, drop: Optional[Tensor],
-                  gp: Optional[Tensor]) -> Tensor:
-    """Each step, last to first: the kernel, then ``q = δG_t W_hh``; returns δh_0."""
+                  gp: Optional[Tensor], rows: list[int]) -> Tensor:
+    """Each step, last to first: the kernel, then ``q = δG_t W_hh`` over the rows still
+    running (zero past them); returns δh_0."""
     address, dgv = ctypes.addressof(s), dg.unbind(0)
-    T = dg.shape[0]
+    T, B = dg.shape[:2]
     q = dh.contiguous().clone()  # at the last step, the gradient of the final state
     for t in range(T - 1, -1, -1):
-        step(address, t, int(t == T - 1), q.data_ptr())
-        q = product(dgv[t])  # δh_{t-1} before the mask
+        n = rows[t]
+        step(address, t, int(t == T - 1), q.data_ptr(), n)
+        q = product(dgv[t][:n])  # δh_{t-1} before the mask
+        if n < B:
+            q = torch.cat((q, q.new_zeros(B - n, q.shape[1])))
     if drop is not None:
         q.mul_(drop)
     return q if gp is None else q.add_(gp)
@@ -135,7 +154,7 @@ def gru_forward(r) -> dict:
     fwd, _, s = run(r, H, acts=acts, pre=rec.pre if r.keep else None, ln_hh=w.ln_hh,
                     rmean=rmean, rrstd=rrstd, h0=h0, hbuf=r.hbuf, b_hh=w.b_hh, hn=hn,
                     drop=drop, hm=hm, st_tc=B * H * r.keep, **_ln_strides(r, B, G))
-    forward_loop(fwd, s, rec.prod, h0, r.hbuf, hm)
+    forward_loop(fwd, s, rec.prod, h0, r.hbuf, hm, running_rows(r))
     if w.ln_hh is not None and r.keep:
         rec.mean, rec.rstd = rmean, rrstd
     return {"acts": acts, "hn": hn if r.keep else None}
@@ -154,7 +173,7 @@ def gru_backward(r, dy: Tensor, dh: Tensor) -> None:
                     dn=dn, dpre=rec.dpre if ln else None, drop=drop, gp=gp,
                     st_tc=B * H, st_pre=B * G, st_stat=B)
     dg = rec.dpre if ln else D
-    r.dh0 = backward_loop(bwd, s, rec.backward_product(B), dh, dg, drop, gp)
+    r.dh0 = backward_loop(bwd, s, rec.backward_product(B), dh, dg, drop, gp, running_rows(r))
     r.d_rec, r.dn = D, dn
 
 
@@ -169,7 +188,7 @@ def rnn_forward(r) -> dict:
     fwd, _, s = run(r, H, acts=acts, pre=rec.pre if r.keep else None, ln_hh=w.ln_hh,
                     rmean=rmean, rrstd=rrstd, h0=h0, hbuf=r.hbuf, drop=drop, hm=hm,
                     **_ln_strides(r, B, H))
-    forward_loop(fwd, s, rec.prod, h0, r.hbuf, hm)
+    forward_loop(fwd, s, rec.prod, h0, r.hbuf, hm, running_rows(r))
     if w.ln_hh is not None and r.keep:
         rec.mean, rec.rstd = rmean, rrstd
     return {"acts": acts}
@@ -186,5 +205,6 @@ def rnn_backward(r, dy: Tensor, dh: Tensor) -> None:
     _, bwd, s = run(r, H, acts=acts, pre=rec.pre, ln_hh=w.ln_hh, rmean=rec.mean, rrstd=rec.rstd,
                     dy=dy.contiguous(), dgates=D, dpre=rec.dpre if ln else None, drop=drop,
                     gp=gp, st_pre=B * H, st_stat=B)
-    r.dh0 = backward_loop(bwd, s, rec.backward_product(B), dh, rec.dpre if ln else D, drop, gp)
+    r.dh0 = backward_loop(bwd, s, rec.backward_product(B), dh, rec.dpre if ln else D, drop, gp,
+                          running_rows(r))
     r.d_rec = D

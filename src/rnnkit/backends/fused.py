@@ -67,10 +67,30 @@ def run_direction(
     return y, tuple(finals)
 
 
+def _rows(t, order: Tensor, dim: int = 0):
+    """``t`` with its batch rows (along ``dim``) in ``order``; None and floats as they are."""
+    return t.index_select(dim, order) if isinstance(t, Tensor) else t
+
+
+def _longest_first(valid: Optional[Tensor]) -> Optional[Tensor]:
+    """The batch order putting longer sequences first (stable), where the CPU kernels
+    skip the rows past their end; None when not needed or already so."""
+    if valid is None or valid.device.type != "cpu":
+        return None
+    lengths = valid[..., 0].sum(0)  # (B,)
+    if bool((lengths[:-1] >= lengths[1:]).all()):
+        return None
+    return torch.argsort(lengths, descending=True, stable=True)
+
+
 class _FusedDirection(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mode, keep, x, h0, c0, *rest):
         *weights, drop, keep_h, keep_c, valid = rest
+        ctx.order = order = _longest_first(valid)
+        if order is not None:  # the rows still running at each step are then a prefix
+            x, keep_h, keep_c, valid = (_rows(t, order, 1) for t in (x, keep_h, keep_c, valid))
+            h0, c0, drop = _rows(h0, order), _rows(c0, order), _rows(drop, order)
         w = Weights(*weights)
         r = SimpleNamespace(mode=mode, keep=keep, x=x, h0=h0, c0=c0, w=w, drop=drop,
                             valid=valid, rec=Recurrent(w.w_hh, w.ln_hh, drop))
@@ -84,10 +104,16 @@ class _FusedDirection(torch.autograd.Function):
         finals = [r.hbuf[-1].clone()] + ([r.cbuf[-1].clone()] if mode == "LSTM" else [])
         if keep:
             _save(ctx, r, saved)
+        if order is not None:  # back to the caller's order
+            back = torch.argsort(order)
+            y, finals = _rows(y, back, 1), [_rows(f, back) for f in finals]
         return (y, *finals)
 
     @staticmethod
     def backward(ctx, dy, dh, dc=None):
+        order = ctx.order
+        if order is not None:
+            dy, dh, dc = _rows(dy, order, 1), _rows(dh, order), _rows(dc, order)
         r = _load(ctx)
         need = dict(zip(_ARGS, ctx.needs_input_grad))
         r.rec.start_backward(r.x.shape[0])
@@ -101,7 +127,11 @@ class _FusedDirection(torch.autograd.Function):
             _CELLS[r.mode].backward(r, dy, dh)
         dw_hh, db_hh, d_ln_hh = _recurrent_grads(r, need)
         dx, dw_ih, db_ih, d_ln_ih = _input_grads(r, need, db_hh)
-        return (None, None, dx, r.dh0, getattr(r, "dc0", None), dw_ih, dw_hh, db_ih, db_hh,
+        dh0, dc0 = r.dh0, getattr(r, "dc0", None)
+        if order is not None:
+            back = torch.argsort(order)
+            dx, dh0, dc0 = _rows(dx, back, 1), _rows(dh0, back), _rows(dc0, back)
+        return (None, None, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh,
                 getattr(r, "d_w_hr", None), d_ln_ih, d_ln_hh, getattr(r, "d_ln_c_weight", None),
                 getattr(r, "d_ln_c_bias", None), None, None, None, None)
 

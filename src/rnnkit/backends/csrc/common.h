@@ -236,6 +236,37 @@ static inline void settle_state(const run_t *r, int64_t t, int64_t b, real *h, c
     settle_row(h, h, hp, w, ws, r->H);
 }
 
+/* A row past its sequence's end at step t, forward: the state passes through, and the
+ * kept statistics and products get harmless values (their backward share is zero). */
+static inline void pass_forward(const run_t *r, int64_t t, int64_t b, int64_t G, real *h,
+                                const real *hp, real *c, const real *cp, real *cn) {
+    const int64_t H = r->H;
+    memcpy(h + b * H, hp + b * H, H * sizeof(real));
+    if (c) memcpy(c + b * H, cp + b * H, H * sizeof(real));
+    if (cn && cn != c) memcpy(cn + b * H, cp + b * H, H * sizeof(real));
+    if (r->ln_hh) {
+        r->rmean[t * r->st_stat + b] = 0;
+        r->rrstd[t * r->st_stat + b] = 1;
+        if (r->pre) memset(r->pre + t * r->st_pre + b * G, 0, G * sizeof(real));
+    }
+    if (r->ln_c_w) {
+        r->cmean[t * r->st_stat + b] = 0;
+        r->crstd[t * r->st_stat + b] = 1;
+    }
+}
+
+/* The same row backward: dL/dh passes to step t-1 whole, every gate gradient is zero. */
+static inline void pass_backward(const run_t *r, int64_t t, int64_t b, int first, real *g,
+                                 int64_t G) {
+    const int64_t B = r->B, H = r->H;
+    carried_gradient(r, t, b, first, 1, g);
+    memcpy(r->gp + b * H, g, H * sizeof(real));
+    memset(r->dgates + (t * B + b) * G, 0, G * sizeof(real));
+    if (r->dpre) memset(r->dpre + (t * B + b) * G, 0, G * sizeof(real));
+    if (r->dtc) memset(r->dtc + t * r->st_dtc + b * H, 0, H * sizeof(real));
+    if (r->dn) memset(r->dn + (t * B + b) * H, 0, H * sizeof(real));
+}
+
 #define SETTLE_H(r) ((r)->wh || (r)->wh_s != 0.0)
 #define PARALLEL_ROWS(r) _Pragma("omp parallel for num_threads((r)->threads) if ((r)->threads > 1 && (r)->B * (r)->H >= PARALLEL_MIN)")
 

@@ -9,7 +9,7 @@
  */
 #include "common.h"
 
-void gru_forward_step(const run_t *r, int64_t t, const real *prod) {
+void gru_forward_step(const run_t *r, int64_t t, const real *prod, int64_t rows) {
     const int64_t B = r->B, H = r->H, G = 3 * H;
     real *a = r->acts + t * B * G;
     const real *hp = t ? r->hbuf + (t - 1) * B * H : r->h0;
@@ -17,6 +17,10 @@ void gru_forward_step(const run_t *r, int64_t t, const real *prod) {
     const int settle_h = SETTLE_H(r);
     PARALLEL_ROWS(r)
     for (int64_t b = 0; b < B; b++) {
+        if (b >= rows) {
+            pass_forward(r, t, b, G, h, hp, NULL, NULL, NULL);
+            continue;
+        }
         real *restrict ab = a + b * G, *restrict hnb = hn + b * H;
         const real *restrict p = prod + b * G, *restrict bias = r->b_hh;
         real m = 0, s = 1;
@@ -51,7 +55,7 @@ void gru_forward_step(const run_t *r, int64_t t, const real *prod) {
 
 /* dL/d(recurrent share) into dgates (its n slot: dL/dh_n), dL/d(input n) into dn, and
  * the direct share to h_{t-1} (g z, plus zoneout's) into gp. */
-void gru_backward_step(const run_t *r, int64_t t, int64_t first, real *q) {
+void gru_backward_step(const run_t *r, int64_t t, int64_t first, real *q, int64_t rows) {
     const int64_t B = r->B, H = r->H, G = 3 * H;
     const real *a = r->acts + t * B * G;
     const real *hp = t ? r->hbuf + (t - 1) * B * H : r->h0;
@@ -60,6 +64,10 @@ void gru_backward_step(const run_t *r, int64_t t, int64_t first, real *q) {
     const int settle_h = SETTLE_H(r);
     PARALLEL_ROWS(r)
     for (int64_t b = 0; b < B; b++) {
+        if (b >= rows) {
+            pass_backward(r, t, b, first, q + b * H, G);
+            continue;
+        }
         const real *restrict gr = a + b * G, *restrict gz = gr + H, *restrict gn = gr + 2 * H;
         const real *restrict hnb = hn + b * H, *restrict hpb = hp + b * H;
         real *restrict db = d + b * G, *restrict dnb = dn + b * H;

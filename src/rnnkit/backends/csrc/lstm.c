@@ -15,7 +15,7 @@
  */
 #include "common.h"
 
-void lstm_forward_step(const run_t *r, int64_t t, const real *prod) {
+void lstm_forward_step(const run_t *r, int64_t t, const real *prod, int64_t rows) {
     const int64_t B = r->B, H = r->H, G = 4 * H;
     real *a = r->acts + t * B * G;
     const real *hp = t ? r->hbuf + (t - 1) * B * H : r->h0;
@@ -26,6 +26,10 @@ void lstm_forward_step(const run_t *r, int64_t t, const real *prod) {
     const int settle_h = SETTLE_H(r);
     PARALLEL_ROWS(r)
     for (int64_t b = 0; b < B; b++) {
+        if (b >= rows) { /* past its end: only a prefix of rows is still running */
+            pass_forward(r, t, b, G, h, hp, c, cp, cn);
+            continue;
+        }
         real *restrict ab = a + b * G;
         if (prod) add_product(r, t, b, G, ab, prod + b * G);
         real *restrict gi = ab, *restrict gf = ab + H, *restrict gg = ab + 2 * H,
@@ -70,7 +74,7 @@ void lstm_forward_step(const run_t *r, int64_t t, const real *prod) {
     }
 }
 
-void lstm_backward_step(const run_t *r, int64_t t, int64_t first, real *q) {
+void lstm_backward_step(const run_t *r, int64_t t, int64_t first, real *q, int64_t rows) {
     const int64_t B = r->B, H = r->H, G = 4 * H;
     const real *a = r->acts + t * B * G;
     const real *cp = t ? r->cbuf + (t - 1) * B * H : r->c0;
@@ -79,6 +83,10 @@ void lstm_backward_step(const run_t *r, int64_t t, int64_t first, real *q) {
     const int settle_h = SETTLE_H(r), settle_c = r->wc || r->wc_s != 0.0;
     PARALLEL_ROWS(r)
     for (int64_t b = 0; b < B; b++) {
+        if (b >= rows) {
+            pass_backward(r, t, b, first, q + b * H, G);
+            continue;
+        }
         const real *restrict gi = a + b * G, *restrict gf = gi + H, *restrict gg = gi + 2 * H,
                              *restrict go = gi + 3 * H;
         const real *restrict tcb = tc + b * H, *restrict cpb = cp + b * H;

@@ -5,7 +5,7 @@
  */
 #include "common.h"
 
-void rnn_forward_step(const run_t *r, int64_t t, const real *prod) {
+void rnn_forward_step(const run_t *r, int64_t t, const real *prod, int64_t rows) {
     const int64_t B = r->B, H = r->H;
     real *a = r->acts + t * B * H;
     const real *hp = t ? r->hbuf + (t - 1) * B * H : r->h0;
@@ -13,6 +13,10 @@ void rnn_forward_step(const run_t *r, int64_t t, const real *prod) {
     const int settle_h = SETTLE_H(r);
     PARALLEL_ROWS(r)
     for (int64_t b = 0; b < B; b++) {
+        if (b >= rows) {
+            pass_forward(r, t, b, H, h, hp, NULL, NULL, NULL);
+            continue;
+        }
         real *restrict ab = a + b * H;
         add_product(r, t, b, H, ab, prod + b * H);
         if (r->relu) {
@@ -32,13 +36,17 @@ void rnn_forward_step(const run_t *r, int64_t t, const real *prod) {
     }
 }
 
-void rnn_backward_step(const run_t *r, int64_t t, int64_t first, real *q) {
+void rnn_backward_step(const run_t *r, int64_t t, int64_t first, real *q, int64_t rows) {
     const int64_t B = r->B, H = r->H;
     const real *a = r->acts + t * B * H;
     real *d = r->dgates + t * B * H;
     const int settle_h = SETTLE_H(r);
     PARALLEL_ROWS(r)
     for (int64_t b = 0; b < B; b++) {
+        if (b >= rows) {
+            pass_backward(r, t, b, first, q + b * H, H);
+            continue;
+        }
         const real *restrict ab = a + b * H;
         real *restrict db = d + b * H, *restrict g = q + b * H;
         carried_gradient(r, t, b, first, settle_h, g);
