@@ -29,3 +29,18 @@ def test_help_lists_every_option():
     assert r.returncode == 0
     for option in ("--out", "--steps", "--train-steps", "--seed"):
         assert option in r.stdout
+
+
+def test_default_config_from_an_installed_wheel(tmp_path, monkeypatch):
+    """Without a source tree, the configs a wheel installed under <prefix>/share are used."""
+    from rnnkit import cli
+
+    here = cli.default_config("charlm")
+    assert here is not None and here.endswith("configs/charlm/default.toml")
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site" / "rnnkit" / "cli.py"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    assert cli.default_config("charlm") is None  # neither: the dataclass defaults
+    shared = tmp_path / "venv" / "share" / "rnnkit" / "configs" / "charlm" / "default.toml"
+    shared.parent.mkdir(parents=True)
+    shared.write_text("[train]\nmax_steps = 7\n")
+    assert cli.default_config("charlm") == str(shared)

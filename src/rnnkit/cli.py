@@ -156,9 +156,13 @@ def _print_classify_summary(summary: dict, out: Path) -> None:
 
 
 def default_config(task: str) -> str | None:
-    """``configs/<task>/default.toml`` in the source tree, when there is one."""
-    here = Path(__file__).resolve().parents[2] / "configs" / task / "default.toml"
-    return str(here) if here.exists() else None
+    """``configs/<task>/default.toml``: the source tree's, else the one an installed
+    wheel put under ``<prefix>/share/rnnkit``; None (the dataclass defaults) if neither."""
+    for root in (Path(__file__).resolve().parents[2], Path(sys.prefix) / "share" / "rnnkit"):
+        path = root / "configs" / task / "default.toml"
+        if path.exists():
+            return str(path)
+    return None
 
 
 def _sample(args: argparse.Namespace, overrides: list[str]) -> int:
