@@ -43,7 +43,7 @@ def enabled() -> bool:
 
 def usable(*tensors: Optional[torch.Tensor]) -> bool:
     """True when the kernels can take these tensors: CPU, float32 or float64, one dtype,
-    autograd not recording through them (the kernels write raw memory)."""
+    and the library builds."""
     present = [t for t in tensors if t is not None]
     if not enabled() or not present:
         return False
@@ -150,5 +150,6 @@ def pointer(t: Optional[torch.Tensor], ctype) -> ctypes.c_void_p:
     """A raw pointer to a contiguous tensor's data (NULL for None)."""
     if t is None:
         return ctypes.cast(None, ctype)
-    assert t.is_contiguous(), "kernel arguments must be contiguous"
+    if not t.is_contiguous():  # the kernels index raw memory row by row
+        raise RuntimeError(f"a CPU kernel argument of shape {tuple(t.shape)} is not contiguous")
     return ctypes.cast(t.data_ptr(), ctype)
