@@ -228,6 +228,20 @@ def test_embedding_std_scales_the_initial_embedding():
         configs.from_dict(ModelConfig, {"embedding_std": 0.0})
 
 
+def test_a_run_saved_before_an_option_existed_resumes(tmp_path):
+    from rnnkit.tasks.classify import ClassifyConfig
+    from rnnkit.tasks.classify_runs import _check_resumable
+
+    cfg = ClassifyConfig()
+    saved = configs.to_dict(cfg)
+    for key in ("word_dropout", "embedding_std"):  # options added later: their defaults
+        del saved["model"][key]
+    _check_resumable({"config": saved}, cfg, tmp_path)
+    cfg.model.word_dropout = 0.2
+    with pytest.raises(ValueError, match=r"model.word_dropout=0.0 in the run, 0.2 asked"):
+        _check_resumable({"config": saved}, cfg, tmp_path)
+
+
 def test_model_learns_the_fixture():
     examples = read_examples(FIXTURE, "review", "sentiment")
     labels = sorted({e.label for e in examples})

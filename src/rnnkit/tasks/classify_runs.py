@@ -101,7 +101,10 @@ def read_run_checkpoint(path: Path) -> dict[str, Any]:
 def _check_resumable(ck: dict[str, Any], cfg: ClassifyConfig, out: Path) -> None:
     changed = []
     for section in ("model", "tokenizer"):
-        old, new = ck["config"].get(section, {}), configs.to_dict(getattr(cfg, section))
+        new = configs.to_dict(getattr(cfg, section))
+        # a key the run lacks is an option added since, whose default keeps the old model
+        defaults = configs.to_dict(type(getattr(cfg, section))())
+        old = {**defaults, **ck["config"].get(section, {})}
         changed += [f"{section}.{k}={old.get(k)!r} in the run, {v!r} asked"
                     for k, v in new.items() if old.get(k) != v]
     if changed:
