@@ -242,6 +242,20 @@ def test_a_run_saved_before_an_option_existed_resumes(tmp_path):
         _check_resumable({"config": saved}, cfg, tmp_path)
 
 
+def test_label_smoothing_by_hand():
+    from rnnkit.tasks.classify import Batch, ClassifyConfig, ClassifyTask
+
+    cfg = ClassifyConfig()
+    cfg.model.label_smoothing = 0.2
+    task = ClassifyTask(cfg, {}, {}, 3, torch.device("cpu"))
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    batch = Batch(torch.zeros(2, 1, dtype=torch.long), torch.tensor([1, 1]), torch.tensor([0, 1]))
+    loss, _ = task.loss(lambda tokens, lengths: logits, batch, None)
+    logp = torch.log_softmax(logits, -1)
+    nll, uniform = -logp[[0, 1], [0, 1]], -logp.mean(-1)  # the class; every class evenly
+    torch.testing.assert_close(loss, (0.8 * nll + 0.2 * uniform).mean())
+
+
 def test_model_learns_the_fixture():
     examples = read_examples(FIXTURE, "review", "sentiment")
     labels = sorted({e.label for e in examples})

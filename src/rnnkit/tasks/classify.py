@@ -75,6 +75,8 @@ class ModelConfig:
                                  "vector")
     word_dropout: float = option(0.0, "training: each token becomes <unk> with this "
                                       "probability (Iyyer et al. 2015; Dai & Le 2015)")
+    label_smoothing: float = option(0.0, "training loss: cross-entropy against (1 - ε) × "
+                                         "the class + ε spread evenly (Szegedy et al. 2016)")
     proj_size: int = option(0, "LSTM only: project h to this size (0: no projection)")
     layer_norm: bool = option(False, "layer norm inside the cell (Ba et al. 2016)")
     recurrent_dropout: float = option(0.0, "dropout on h in the recurrence, one mask per "
@@ -88,8 +90,8 @@ class ModelConfig:
         positive(self, "embedding_size", "embedding_std", "hidden_size", "num_layers",
                  "attention_size")
         non_negative(self, "proj_size")
-        in_unit_interval(self, "dropout", "word_dropout", "recurrent_dropout", "weight_drop",
-                         "zoneout")
+        in_unit_interval(self, "dropout", "word_dropout", "label_smoothing",
+                         "recurrent_dropout", "weight_drop", "zoneout")
 
 
 @dataclass
@@ -199,7 +201,8 @@ class ClassifyTask:
 
     def loss(self, model: nn.Module, batch: Batch, state):
         logits = model(batch.inputs, batch.lengths)
-        return F.cross_entropy(logits.float(), batch.targets), None
+        smoothing = self.cfg.model.label_smoothing  # training only: evaluate keeps plain nats
+        return F.cross_entropy(logits.float(), batch.targets, label_smoothing=smoothing), None
 
     def predict(self, model: nn.Module, split: str, limit: Optional[int] = None):
         """(probabilities (N, C), mean loss) over the first ``limit`` texts of ``split``."""
