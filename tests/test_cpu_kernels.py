@@ -267,3 +267,14 @@ def test_rows_past_their_end_skip_the_products(monkeypatch):
     monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
     for a, b in zip(fast, _run(layer, x, lengths)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_the_onednn_probe_leaves_the_global_generator_alone():
+    """The first fused call of a process must draw the same masks as any later one."""
+    _matmul._onednn_works.cache_clear()
+    try:
+        before = torch.get_rng_state()
+        _matmul._onednn_works()
+        assert torch.equal(torch.get_rng_state(), before)
+    finally:
+        _matmul._onednn_works.cache_clear()
