@@ -19,9 +19,10 @@ from rnnkit import config as configs
 from rnnkit._io import write_text
 from rnnkit.data.tables import Example, check_classes, read_examples, split_examples
 from rnnkit.data.tokenizer import fit_tokenizer, tokenizer_from_dict
+from rnnkit.tasks._runs import load_weights, read_run, run_checkpoint
 from rnnkit.tasks.classify import ClassifyConfig, ClassifyTask, DataConfig, build_model, pad
 from rnnkit.tasks.classify_report import write_report
-from rnnkit.training import Trainer, load_checkpoint
+from rnnkit.training import Trainer
 from rnnkit.training.trainer import BEST, LAST, pick_device
 
 log = logging.getLogger(__name__)
@@ -88,14 +89,7 @@ def make_task(cfg: ClassifyConfig, tokenizer, labels: list[str],
 def read_run_checkpoint(path: Path) -> dict[str, Any]:
     """A classification checkpoint; ``ValueError`` (one line) when it is missing,
     corrupt, of another task or not a whole run."""
-    ck = load_checkpoint(path)
-    if ck.get("task") != TASK:
-        raise ValueError(f"{path} is a {ck.get('task')!r} checkpoint, not a classifier")
-    missing = [k for k in ("config", "tokenizer", "labels", "model")
-               if not isinstance(ck.get(k), (dict, list))]
-    if missing:
-        raise ValueError(f"{path} is not a whole run: it lacks {', '.join(missing)}")
-    return ck
+    return read_run(path, (TASK,), "a classifier", ("config", "tokenizer", "labels", "model"))
 
 
 def _check_resumable(ck: dict[str, Any], cfg: ClassifyConfig, out: Path) -> None:
@@ -160,24 +154,12 @@ def train(task: str, cfg: ClassifyConfig, out: Path, *, resume: bool = False,
 
 def load_run(out: Path):
     """(config, tokenizer, labels, model in eval mode) of the run in ``out``."""
-    out = Path(out)
-    if not out.is_dir():
-        raise ValueError(f"no such run directory: {out}" if not out.exists() else
-                         f"{out} is a file; give the run directory (train's --out)")
-    path = out / BEST if (out / BEST).exists() else out / LAST
-    if not path.exists():
-        raise ValueError(f"{out} holds no checkpoint ({BEST} or {LAST}); train a model there "
-                         "first")
+    path = run_checkpoint(out)
     ck = read_run_checkpoint(path)
     cfg = configs.from_dict(ClassifyConfig, ck["config"])
     tokenizer = tokenizer_from_dict(ck["tokenizer"])
     model = build_model(len(tokenizer), len(ck["labels"]), cfg.model, cfg.train.seed)
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise ValueError(f"{path} does not fit the model its config describes "
-                         f"({str(e).splitlines()[0]})") from None
-    return cfg, tokenizer, list(ck["labels"]), model.eval()
+    return cfg, tokenizer, list(ck["labels"]), load_weights(model, ck["model"], path)
 
 
 def _probabilities(model, tokenizer, texts: list[str], max_length: int, where: str,
