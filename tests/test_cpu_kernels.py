@@ -278,3 +278,17 @@ def test_the_onednn_probe_leaves_the_global_generator_alone():
         assert torch.equal(torch.get_rng_state(), before)
     finally:
         _matmul._onednn_works.cache_clear()
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch without oneDNN")
+def test_the_onednn_probe_under_bf16_autocast():
+    """Training with amp=bf16 on the CPU makes the first fused call under autocast: the
+    probe still compares float32 products (it once raised 'Float did not match BFloat16')."""
+    _matmul._onednn_works.cache_clear()
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            works = _matmul._onednn_works()
+        assert works == _matmul._onednn_works.__wrapped__()
+        assert works
+    finally:
+        _matmul._onednn_works.cache_clear()

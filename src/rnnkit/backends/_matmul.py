@@ -28,17 +28,20 @@ def _onednn_works() -> bool:
     ops = torch.ops.mkldnn
     if not torch.backends.mkldnn.is_available():
         return False
-    try:
-        # fixed values, not torch.randn: a probe must not move the global generator,
-        # or the first run in a process would draw other masks than the next ones
-        x = torch.linspace(-1, 1, 35).view(5, 7).sin()
-        w = torch.linspace(-2, 2, 21).view(3, 7).cos()
-        packed = ops._reorder_linear_weight(w, 5)
-        got = (ops._linear_pointwise(x, w, None, "none", [], ""),
-               ops._linear_pointwise(x, packed, None, "none", [], ""))
-    except (RuntimeError, AttributeError, NotImplementedError):
-        return False
-    want = torch.mm(x, w.t())
+    # the first call may come under autocast (training with amp=bf16), where torch.mm
+    # would answer in bf16: the probe compares float32 with float32
+    with torch.autocast("cpu", enabled=False), torch.no_grad():
+        try:
+            # fixed values, not torch.randn: a probe must not move the global generator,
+            # or the first run in a process would draw other masks than the next ones
+            x = torch.linspace(-1, 1, 35).view(5, 7).sin()
+            w = torch.linspace(-2, 2, 21).view(3, 7).cos()
+            packed = ops._reorder_linear_weight(w, 5)
+            got = (ops._linear_pointwise(x, w, None, "none", [], ""),
+                   ops._linear_pointwise(x, packed, None, "none", [], ""))
+        except (RuntimeError, AttributeError, NotImplementedError):
+            return False
+        want = torch.mm(x, w.t())
     return all(torch.allclose(g, want, rtol=1e-4, atol=1e-5) for g in got)
 
 
