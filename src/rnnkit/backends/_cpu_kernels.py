@@ -1,7 +1,8 @@
 """The fused backend's compiled CPU kernels: built on first use, loaded with ctypes.
 
 The per-step pointwise work of the fused loops (``csrc/*.c``: activations, cell update,
-layer norms, zoneout and length settling, and their backward) is plain C compiled by
+layer norms, zoneout and length settling, and their backward) and the softmax
+cross-entropy of :mod:`rnnkit.losses` (``csrc/xent.c``) are plain C compiled by
 the system's C compiler into ``$RNNKIT_CACHE/kernels/<key>/`` (default
 ``~/.cache/rnnkit``), once per source, compiler and CPU, for float32 and float64. The
 matrix products stay with torch. Where no compiler is found or the build fails, the
@@ -113,6 +114,11 @@ def library(dtype: torch.dtype) -> Optional[ctypes.CDLL]:
         _declare(lib, f"{cell}_forward_step", (run, i64, p, i64))
         _declare(lib, f"{cell}_backward_step", (run, i64, i64, p, i64))
     _declare(lib, "rnnkit_activation", (p, i64, i64))
+    _declare(lib, "xent_forward", (p, p, i64, i64, i64, p, p, i64))
+    _declare(lib, "xent_backward", (p, p, p, p, i64, i64, i64, i64, p, i64))
+    if real == "float":
+        _declare(lib, "xent_forward_bf16", (p, p, i64, i64, i64, p, p, p, i64))
+        _declare(lib, "xent_backward_bf16", (p, p, p, p, i64, i64, i64, i64, p, p, i64))
     lib.rnnkit_run_size.restype, lib.rnnkit_run_size.argtypes = i64, ()
     return lib
 

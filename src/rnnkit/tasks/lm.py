@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 import rnnkit
 from rnnkit.config import in_unit_interval, non_negative, option, positive
 from rnnkit.data.streams import Window, batchify, windows
 from rnnkit.data.vocab import Vocab
+from rnnkit.losses import cross_entropy  # noqa: F401  (the task's loss, in nats)
 from rnnkit.training.config import TrainConfig
 
 CELLS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn_tanh": rnnkit.RNN, "rnn_relu": rnnkit.RNN}
@@ -87,13 +87,6 @@ class LMConfig:
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "training"})
     sample: SampleConfig = field(default_factory=SampleConfig,
                                  metadata={"help": "sampling after training"})
-
-
-def cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
-    """Cross-entropy in nats over (..., V) logits, in at least float32 (bf16 under
-    autocast would round the loss), in float64 when the model is."""
-    wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    return F.cross_entropy(wide.flatten(0, -2), targets.flatten(), reduction=reduction)
 
 
 class LanguageModel(nn.Module):
