@@ -21,6 +21,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 
 @lru_cache(maxsize=None)
@@ -97,3 +98,38 @@ class Fixed:
         if self.packed is not None:
             return a.add_(self(x))
         return a.addmm_(x, self.w_t)
+
+
+def linear_layer(x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """``F.linear(x, w, bias)``, differentiable, with the forward product through oneDNN
+    for float32 CPU inputs of ``MIN_ROWS`` rows or more outside autocast: a language
+    model's output layer (700 × 200 → 14,115 took 35 ms there against 52 ms in
+    ``F.linear``). The backward products are ``torch.mm``'s, as ``F.linear``'s are."""
+    rows = x.numel() // max(x.shape[-1], 1)
+    if (rows < MIN_ROWS or not onednn(x) or w.dtype != x.dtype
+            or torch.is_autocast_enabled("cpu")):
+        return F.linear(x, w, bias)
+    return _Linear.apply(x, w, bias)
+
+
+def _onednn_linear(*args):
+    return torch.ops.mkldnn._linear_pointwise(*args)
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, bias):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = bias is not None
+        x2 = x.reshape(-1, x.shape[-1])
+        out = _onednn_linear(x2.contiguous(), w.contiguous(), bias, "none", [], "")
+        return out.view(*x.shape[:-1], w.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        g2, x2 = grad.reshape(-1, grad.shape[-1]), x.reshape(-1, x.shape[-1])
+        dx = torch.mm(g2, w).view(x.shape) if ctx.needs_input_grad[0] else None
+        dw = torch.mm(g2.t(), x2) if ctx.needs_input_grad[1] else None
+        db = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db

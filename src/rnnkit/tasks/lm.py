@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 import rnnkit
+from rnnkit.backends._matmul import linear_layer
 from rnnkit.config import in_unit_interval, non_negative, option, positive
 from rnnkit.data.streams import Window, batchify, windows
 from rnnkit.data.vocab import Vocab
@@ -120,7 +121,7 @@ class LanguageModel(nn.Module):
     def forward(self, tokens: Tensor, state=None):
         """(T, B) ids → logits (T, B, V), state (a tuple: (h,) or (h, c))."""
         y, state = self.features(tokens, state)
-        return self.head(y), state
+        return linear_layer(y, self.head.weight, self.head.bias), state  # = self.head(y)
 
 
 class LanguageModelTask:
