@@ -10,7 +10,9 @@ own command-line flags only, ``--data`` pointing at the prepared folder.
 - ``same``: the example's default (2×200 LSTM, embedding 200, dropout 0.2, untied,
   batch 20, BPTT 35, SGD lr 20, clip 0.25, lr ÷ 4 when validation does not improve)
   for ``--epochs`` epochs, against rnnkit with the same model and optimiser for the same
-  number of training words (validation at the same points). Words/s of each (training
+  number of training words (validation at the same points), once in float32 and once
+  with bf16 autocast (``--amp``; the output layer's products in bf16, the recurrence and
+  the loss in float32). Words/s of each (training
   only: validation and checkpoints excluded), their ratio (target ≥ 1.5) and test
   perplexity (target: no worse).
 - ``best``: the best of each under one wall-clock budget: the example's default for as
@@ -308,13 +310,16 @@ def bench_same(a, src, data, stats, out) -> dict:
     interval = TINY["log_interval"] if a.tiny else 200
     ex.update(parse_example_log(ex.pop("text"), interval, B, T))
     ex["command"] = shlex.join(["python", *ex_cmd[1:]])
-    overrides = {**SAME_AS_EXAMPLE, "train.max_steps": steps, "train.eval_every": g["steps"],
-                 "train.checkpoint_every": g["steps"], "train.log_every": 1 if a.tiny else 10,
-                 "train.device": a.device, "train.amp": "off"}
-    rk = run_rnnkit(overrides, out / "runs" / "same-rnnkit", data, a)
-    rk["words_per_s"] = rnnkit_words_per_s(rk.pop("metrics"), g, g["steps"])
+    runs = {}
+    for amp in a.amp:  # float32, then bf16 autocast (the output layer's products)
+        overrides = {**SAME_AS_EXAMPLE, "train.max_steps": steps, "train.eval_every": g["steps"],
+                     "train.checkpoint_every": g["steps"], "train.log_every": 1 if a.tiny else 10,
+                     "train.device": a.device, "train.amp": amp}
+        name = "same-rnnkit" + ("" if amp == "off" else f"-{amp}")
+        rk = runs[amp] = run_rnnkit(overrides, out / "runs" / name, data, a)
+        rk["words_per_s"] = rnnkit_words_per_s(rk.pop("metrics"), g, g["steps"])
     return {"epochs": a.epochs, "steps": steps, "train_words": a.epochs * g["words"],
-            "geometry": g, "example": ex, "rnnkit": rk}
+            "geometry": g, "example": ex, "rnnkit": runs}
 
 
 def bench_best(a, src, data, out) -> dict:
@@ -359,20 +364,23 @@ def markdown(result) -> str:
              + (" — **tiny smoke run, figures meaningless**" if result["tiny"] else "")]
     s = result.get("same")
     if s:
-        ex, rk = s["example"], s["rnnkit"]
-        sp, pp = ratio(rk["words_per_s"], ex["words_per_s"]), ratio(rk["test_ppl"], ex["test_ppl"])
+        ex = s["example"]
         lines += ["", f"Same configuration (2×200 LSTM, untied, dropout 0.2, batch 20, BPTT 35, "
                       f"SGD lr 20, clip 0.25, ÷4 on plateau): {s['epochs']} epoch(s), "
                       f"{s['train_words']:,} training words each. Words/s: training only.", "",
                   "| run | words/s | ratio | test ppl | ratio | wall s | target | |",
                   "|---|---:|---:|---:|---:|---:|---|---|",
                   f"| example (torch.nn.LSTM) | {fmt(ex['words_per_s'], '.0f')} | 1.00 | "
-                  f"{fmt(ex['test_ppl'], '.1f')} | 1.00 | {ex['wall_s']} | (anchor) | |",
-                  f"| rnnkit | {fmt(rk['words_per_s'], '.0f')} | {fmt(sp, '.2f')} | "
-                  f"{fmt(rk['test_ppl'], '.1f')} | {fmt(pp, '.2f')} | {rk['wall_s']} | "
-                  f"speed ≥ {SPEED_TARGET}, ppl ≤ {PPL_TARGET_SAME} | speed "
-                  f"{verdict(None if sp is None else sp >= SPEED_TARGET)}, ppl "
-                  f"{verdict(None if pp is None else pp <= PPL_TARGET_SAME)} |"]
+                  f"{fmt(ex['test_ppl'], '.1f')} | 1.00 | {ex['wall_s']} | (anchor) | |"]
+        for amp, rk in s["rnnkit"].items():
+            sp = ratio(rk["words_per_s"], ex["words_per_s"])
+            pp = ratio(rk["test_ppl"], ex["test_ppl"])
+            label = "rnnkit, float32" if amp == "off" else f"rnnkit, {amp} autocast"
+            lines.append(f"| {label} | {fmt(rk['words_per_s'], '.0f')} | {fmt(sp, '.2f')} | "
+                         f"{fmt(rk['test_ppl'], '.1f')} | {fmt(pp, '.2f')} | {rk['wall_s']} | "
+                         f"speed ≥ {SPEED_TARGET}, ppl ≤ {PPL_TARGET_SAME} | speed "
+                         f"{verdict(None if sp is None else sp >= SPEED_TARGET)}, ppl "
+                         f"{verdict(None if pp is None else pp <= PPL_TARGET_SAME)} |")
     b = result.get("best")
     if b:
         ex, rk = b["example"], b["rnnkit"]
@@ -399,6 +407,9 @@ def parse_args(argv=None):
     p.add_argument("--only", choices=("same", "best"), help="run one comparison only")
     p.add_argument("--epochs", type=int, default=1,
                    help="same: epochs of each (default: %(default)s)")
+    p.add_argument("--amp", type=lambda v: v.split(","), default=["off", "bf16"],
+                   help="same: rnnkit's precisions, each a run (train.amp values, "
+                        "comma-separated; default: off,bf16)")
     p.add_argument("--budget", type=float, default=1800.0,
                    help="best: wall-clock seconds for each (default: %(default)s)")
     p.add_argument("--rnnkit-arg", action="append", default=[], metavar="--SECTION.KEY=V",
