@@ -67,6 +67,15 @@ def run_direction(
     return y, tuple(finals)
 
 
+def _sorts_on(x: Tensor) -> bool:
+    """Where each direction would sort its batch longest-first (see :func:`_longest_first`):
+    :func:`rnnkit.layers.run.run_stack` then sorts it once for the whole stack."""
+    return x.device.type == "cpu"
+
+
+run_direction.longest_first = _sorts_on
+
+
 def _rows(t, order: Tensor, dim: int = 0):
     """``t`` with its batch rows (along ``dim``) in ``order``; None and floats as they are."""
     return t.index_select(dim, order) if isinstance(t, Tensor) else t
