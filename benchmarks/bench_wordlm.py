@@ -11,8 +11,8 @@ own command-line flags only, ``--data`` pointing at the prepared folder.
   batch 20, BPTT 35, SGD lr 20, clip 0.25, lr ÷ 4 when validation does not improve)
   for ``--epochs`` epochs, against rnnkit with the same model and optimiser for the same
   number of training words (validation at the same points), once in float32 and once
-  with bf16 autocast (``--amp``; the output layer's products in bf16, the recurrence and
-  the loss in float32). Words/s of each (training
+  with bf16 autocast (``--amp``; the output layer's products and torch's LSTM kernel in
+  bf16, the loss in float32). Words/s of each (training
   only: validation and checkpoints excluded), their ratio (target ≥ 1.5) and test
   perplexity (target: no worse).
 - ``best``: the best of each under one wall-clock budget: the example's default for as
