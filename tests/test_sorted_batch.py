@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.backends import fused
+from rnnkit.backends import _fused_common, fused
+from rnnkit.backends._fused_common import AllRows, ValidRows
 from rnnkit.layers import run
 
 D = torch.float64
@@ -75,10 +76,18 @@ def test_sorting_once_equals_sorting_per_direction(kind, option, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.fixture(params=["rowwise as chosen", "rowwise always"])
+def rowwise(request, monkeypatch):
+    """Products over the valid rows as chosen by their cost, or always (at these tiny
+    widths they would take all rows)."""
+    if request.param == "rowwise always":
+        monkeypatch.setattr(_fused_common, "ROWWISE_WORTH", 0)
+
+
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("option", OPTIONS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_sorted_fused_equals_reference_under_one_seed(kind, option, train):
+def test_sorted_fused_equals_reference_under_one_seed(kind, option, train, rowwise):
     """The masks are drawn in the caller's order, so a seed gives the reference's run."""
     fast = _layer(kind, option, train=train)
     ref = _layer(kind, option, backend="reference", train=train)
@@ -88,7 +97,7 @@ def test_sorted_fused_equals_reference_under_one_seed(kind, option, train):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_padding_stays_zero_and_finals_come_from_the_last_valid_step(kind):
+def test_padding_stays_zero_and_finals_come_from_the_last_valid_step(kind, rowwise):
     layer = _layer(kind, "plain", train=False)
     x, states = _inputs(kind)
     y, h = layer(x, tuple(states) if kind == "LSTM" else states[0], lengths=LENGTHS)
@@ -102,7 +111,7 @@ def test_padding_stays_zero_and_finals_come_from_the_last_valid_step(kind):
 
 @pytest.mark.parametrize("option", ["plain", "everything"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_float32_close_to_float64(kind, option):
+def test_float32_close_to_float64(kind, option, rowwise):
     """In eval mode: the masks drawn in float32 are other numbers than in float64."""
     wide = _layer(kind, option, train=False)
     narrow = _layer(kind, option, dtype=torch.float32, train=False)
@@ -120,3 +129,32 @@ def test_sorted_or_unasked_batches_are_left_as_they_are():
     assert run._longest_first(LENGTHS.sort(descending=True).values, x, fused.run_direction) is None
     assert run._longest_first(None, x, fused.run_direction) is None
     assert run._longest_first(LENGTHS, x, lambda *a: None) is None
+
+
+def _valid(lengths, steps=9):
+    return run.valid_mask(lengths, steps)
+
+
+def test_valid_rows_only_for_a_sorted_batch_with_enough_padding():
+    sorted_lengths = LENGTHS.sort(descending=True).values  # 9 9 6 4 4 1
+    rows = ValidRows.of(_valid(sorted_lengths))
+    assert isinstance(rows, ValidRows)
+    assert rows.full == 6 and rows.valid == 33 and rows.pad.numel() == 21  # step 0 is full
+    assert type(ValidRows.of(_valid(LENGTHS))) is AllRows  # not a prefix at each step
+    assert type(ValidRows.of(None)) is AllRows
+    assert type(ValidRows.of(_valid(torch.tensor([9, 9, 9, 8])))) is AllRows  # 1 of 36
+
+
+@pytest.mark.parametrize("lengths", [[9, 9, 6, 4, 4, 1], [5, 5, 5, 5, 5, 5], [9, 3, 1, 1, 1, 1]])
+def test_valid_row_products_equal_the_products_over_all_rows(lengths, monkeypatch):
+    monkeypatch.setattr(_fused_common, "ROWWISE_WORTH", 0)
+    valid = _valid(torch.tensor(lengths))
+    rows = ValidRows.of(valid)
+    assert isinstance(rows, ValidRows)
+    torch.manual_seed(2)
+    a = torch.randn(9, 6, 4, dtype=D) * valid  # a gradient: zero on the padding
+    b, w, bias = torch.randn(54, 3, dtype=D), torch.randn(5, 4, dtype=D), torch.randn(5, dtype=D)
+    a = a.view(54, 4)
+    torch.testing.assert_close(rows.tmm(a, b), a.t() @ b, rtol=1e-12, atol=1e-12)
+    want = (a @ w.t() + bias).view(9, 6, 5) * valid  # zero on the padding
+    torch.testing.assert_close(rows.linear(a, w, bias), want.view(54, 5), rtol=1e-12, atol=1e-12)

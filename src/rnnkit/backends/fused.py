@@ -34,8 +34,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.backends import _fused_gru, _fused_lstm, _fused_rnn
-from rnnkit.backends._fused_common import Recurrent, Settle, ln, ln_backward
-from rnnkit.backends._matmul import linear
+from rnnkit.backends._fused_common import Recurrent, Settle, ValidRows, ln, ln_backward
 from rnnkit.backends.spec import Masks, State
 from rnnkit.cells import Weights
 
@@ -105,6 +104,7 @@ class _FusedDirection(torch.autograd.Function):
                             valid=valid, rec=Recurrent(w.w_hh, w.ln_hh, drop))
         r.settle_h = Settle.of(keep_h, valid, x)
         r.settle_c = Settle.of(keep_c, valid, x) if mode == "LSTM" else None
+        ctx.rows = r.rows = ValidRows.of(valid)  # the products over all steps skip padding
         _input_projection(r)
         r.rec.start_forward(r.acts, keep, w.b_hh if mode == "GRU" else None)
         saved = _CELLS[mode].forward(r)
@@ -124,6 +124,7 @@ class _FusedDirection(torch.autograd.Function):
         if order is not None:
             dy, dh, dc = _rows(dy, order, 1), _rows(dh, order), _rows(dc, order)
         r = _load(ctx)
+        r.rows = ctx.rows
         need = dict(zip(_ARGS, ctx.needs_input_grad))
         r.rec.start_backward(r.x.shape[0])
         if r.mode == "GRU":  # its update-gate factor needs the previous states
@@ -154,9 +155,9 @@ def _input_projection(r) -> None:
     bias = sum(biases[1:], biases[0]) if biases else None
     r.xpre = r.x_mean = r.x_rstd = None
     if w.ln_ih is None:
-        acts = linear(x2, w.w_ih, bias)
+        acts = r.rows.linear(x2, w.w_ih, bias)
     else:
-        r.xpre = linear(x2, w.w_ih)  # (T·B, G)
+        r.xpre = r.rows.linear(x2, w.w_ih)  # (T·B, G)
         acts, r.x_mean, r.x_rstd = ln(r.xpre, w.ln_ih, bias)
     r.acts = acts.view(T, B, -1)
 
@@ -207,7 +208,7 @@ def _recurrent_grads(r, need: dict):
         if r.drop is not None:
             hm.mul_(r.drop)  # what W_hh multiplied
         dpre = d if w.ln_hh is None else rec.dpre
-        dw_hh = dpre.reshape(-1, dpre.shape[-1]).t() @ hm.reshape(-1, hm.shape[-1])
+        dw_hh = r.rows.tmm(dpre.reshape(-1, dpre.shape[-1]), hm.reshape(-1, hm.shape[-1]))
     r.hprev = rec.dpre = None
     return dw_hh, db_hh, d_ln_hh
 
@@ -225,6 +226,6 @@ def _input_grads(r, need: dict, db_hh: Optional[Tensor]):
     if w.ln_ih is not None:
         mask = (need["x"] or need["w_ih"], need["ln_ih"], False)
         d, d_ln_ih, _ = ln_backward(d, r.xpre, r.x_mean, r.x_rstd, w.ln_ih, None, mask)
-    dx = linear(d, w.w_ih.t()).view(T, B, I) if need["x"] else None
-    dw_ih = d.t() @ x.reshape(T * B, I) if need["w_ih"] else None
+    dx = r.rows.linear(d, w.w_ih.t()).view(T, B, I) if need["x"] else None
+    dw_ih = r.rows.tmm(d, x.reshape(T * B, I)) if need["w_ih"] else None
     return dx, dw_ih, db_ih, d_ln_ih
