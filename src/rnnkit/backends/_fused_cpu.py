@@ -112,12 +112,15 @@ def backward_loop(step, s, product, dh: Tensor, dg: Tensor, drop: Optional[Tenso
     address, dgv = ctypes.addressof(s), dg.unbind(0)
     T, B = dg.shape[:2]
     q = dh.contiguous().clone()  # at the last step, the gradient of the final state
+    wide = torch.empty_like(q) if rows[-1] < B else None  # q over all B rows, zero past n
     for t in range(T - 1, -1, -1):
         n = rows[t]
         step(address, t, int(t == T - 1), q.data_ptr(), n)
         q = product(dgv[t][:n])  # δh_{t-1} before the mask
         if n < B:
-            q = torch.cat((q, q.new_zeros(B - n, q.shape[1])))
+            wide[:n].copy_(q)
+            q = wide
+            q[n:].zero_()
     if drop is not None:
         q.mul_(drop)
     return q if gp is None else q.add_(gp)
