@@ -410,3 +410,20 @@ def test_bench_scan_quick_run(monkeypatch):
         {"command": "c", "machine": bench.machine(), "rows": rows,
          "config": {"batch": 2, "input": 8, "hidden": 16, "repeats": 1, "warmup": 1}})
     assert rows[2]["loop"] == "MinGRUCell loop" and rows[6]["loop"] == "MinLSTMCell loop"
+
+
+@pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM])
+def test_bf16_autocast_runs_the_products_in_bf16_and_the_scan_in_float32(cls):
+    """Under autocast the gate product may be bf16 but the state stays float32, and a
+    state carried out of an autocast region in bf16 is taken back by forward and step."""
+    torch.manual_seed(0)
+    layer = cls(8, 16, num_layers=2)
+    x = torch.randn(30, 3, 8)
+    want, h_want = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, h = layer(x)
+        again, _ = layer(x, h.bfloat16())
+        out, h_step = layer.step(x[0], h.bfloat16())
+    assert got.dtype == h.dtype == again.dtype == out.dtype == h_step.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0.05, atol=0.02)  # bf16 products only
+    assert (got - want).abs().max() > 0  # the products did run in bf16

@@ -54,7 +54,7 @@ from rnnkit.cells.minimal import (
     min_lstm_coefficients,
     min_lstm_log_coefficients,
 )
-from rnnkit.layers.recurrent import _Recurrent, _repack
+from rnnkit.layers.recurrent import _autocast_device, _cast, _Recurrent, _repack
 from rnnkit.layers.run import reverse_padded, valid_mask
 
 SCANS = ("log", "linear", "sequential")
@@ -182,14 +182,18 @@ class _MinimalRecurrent(nn.Module):
     def gates(self, x: Tensor, layer: int, direction: int) -> Tensor:
         """Pre-activations ``W x + b`` (..., G*H) of one layer and direction."""
         sfx = _suffix(layer, direction)
-        return F.linear(x, getattr(self, "weight_ih" + sfx), getattr(self, "bias_ih" + sfx, None))
+        w = getattr(self, "weight_ih" + sfx)
+        # under autocast the product may run in bf16; the scan stays in the weights' dtype
+        return F.linear(x, w, getattr(self, "bias_ih" + sfx, None)).to(w.dtype)
 
     def forward(self, input, hx: Optional[Tensor] = None, *,
                 lengths: Optional[Tensor] = None):
         """As ``torch.nn.GRU``: ``input`` (T, B, I), (B, T, I) if ``batch_first``, (T, I)
         or a ``PackedSequence``; ``hx`` (L*D, B, H) or None -> ``(output, h_n)``."""
-        x, lengths, batched = self._prepare_input(input, lengths)
-        h0 = None if hx is None else self._initial_state(hx, x, batched)[0]
+        amp = _autocast_device(input)
+        x, lengths, batched = self._prepare_input(input, lengths, amp)
+        h0 = None if hx is None else self._initial_state(_cast(hx, x.dtype) if amp else hx, x,
+                                                         batched)[0]
         out, h_n = self._run(x, h0, lengths)
         if isinstance(input, PackedSequence):
             out = _repack(out, lengths, input)
@@ -237,6 +241,8 @@ class _MinimalRecurrent(nn.Module):
         if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
             raise ValueError(f"step: expected input of shape (B, {self.input_size}) or "
                              f"({self.input_size},), got {tuple(input.shape)}")
+        if _autocast_device(input):  # a state or input carried out of autocast may be bf16
+            input, hx = _cast(input, self.weight_ih_l0.dtype), _cast(hx, self.weight_ih_l0.dtype)
         _checks.same_dtype("input", input, self.weight_ih_l0.dtype)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)  # (B, I)
