@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,11 +18,11 @@ from rnnkit import config as configs
 from rnnkit._io import write_text
 from rnnkit.data.tables import Example, check_classes, read_examples, split_examples
 from rnnkit.data.tokenizer import fit_tokenizer, tokenizer_from_dict
-from rnnkit.tasks._runs import load_weights, read_run, run_checkpoint
+from rnnkit.tasks._runs import load_weights, open_run, read_run, run_checkpoint
 from rnnkit.tasks.classify import ClassifyConfig, ClassifyTask, DataConfig, build_model, pad
 from rnnkit.tasks.classify_report import write_report
 from rnnkit.training import Trainer
-from rnnkit.training.trainer import BEST, LAST, pick_device
+from rnnkit.training.trainer import pick_device
 
 log = logging.getLogger(__name__)
 TASK = "classify"
@@ -92,38 +91,13 @@ def read_run_checkpoint(path: Path) -> dict[str, Any]:
     return read_run(path, (TASK,), "a classifier", ("config", "tokenizer", "labels", "model"))
 
 
-def _check_resumable(ck: dict[str, Any], cfg: ClassifyConfig, out: Path) -> None:
-    changed = []
-    for section in ("model", "tokenizer"):
-        new = configs.to_dict(getattr(cfg, section))
-        # a key the run lacks is an option added since, whose default keeps the old model
-        defaults = configs.to_dict(type(getattr(cfg, section))())
-        old = {**defaults, **ck["config"].get(section, {})}
-        changed += [f"{section}.{k}={old.get(k)!r} in the run, {v!r} asked"
-                    for k, v in new.items() if old.get(k) != v]
-    if changed:
-        raise ValueError(f"cannot resume {out} with another model ({'; '.join(changed)}); "
-                         "resume with the run's own settings, or train into a new --out")
-
-
 def train(task: str, cfg: ClassifyConfig, out: Path, *, resume: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the classifier in ``out``, then evaluate its best model on the
     test split into ``out/report``; return the summary. Everything the user gave is
     checked before ``out`` is created."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a directory")
-    ck = None
-    if resume:
-        ck = read_run_checkpoint(out / LAST)
-        _check_resumable(ck, cfg, out)
-        if ck.get("step", 0) >= cfg.train.max_steps:
-            log.warning("the run in %s is already at step %s; pass --max-steps above it to "
-                        "train further", out, ck.get("step"))
-    elif (out / LAST).exists() or (out / BEST).exists():
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or "
-                         "choose another --out")
+    ck = open_run(out, cfg, resume, read_run_checkpoint, sections=("model", "tokenizer"))
     splits, labels = load_splits(cfg.data)
     if ck is not None and ck["labels"] != labels:
         raise ValueError(f"cannot resume {out}: its labels are {ck['labels']}, the data's "
@@ -132,9 +106,6 @@ def train(task: str, cfg: ClassifyConfig, out: Path, *, resume: bool = False,
     tokenizer = (tokenizer_from_dict(ck["tokenizer"]) if ck is not None else fit_tokenizer(
         tc.kind, [e.text for e in splits["train"]], lowercase=tc.lowercase,
         min_freq=tc.min_freq, max_size=tc.max_size))
-    if cfg.train.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
     task_ = make_task(cfg, tokenizer, labels, splits)
     model = build_model(len(tokenizer), len(labels), cfg.model, cfg.train.seed)
     meta = {"task": TASK, "config": configs.to_dict(cfg), "tokenizer": tokenizer.to_dict(),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,10 +19,10 @@ from rnnkit._io import write_text
 from rnnkit.data.text import read_text, split_contiguous
 from rnnkit.data.vocab import Vocab
 from rnnkit.decoding import generate
-from rnnkit.tasks._runs import load_weights, read_run, run_checkpoint
+from rnnkit.tasks._runs import load_weights, open_run, read_run, run_checkpoint
 from rnnkit.tasks.lm import EOS, LanguageModelTask, LMConfig, build_model, detokenize, tokenize
 from rnnkit.training import Trainer
-from rnnkit.training.trainer import BEST, LAST, pick_device
+from rnnkit.training.trainer import pick_device
 
 log = logging.getLogger(__name__)
 TASKS = ("charlm", "wordlm")
@@ -71,20 +70,6 @@ def read_run_checkpoint(path: Path) -> dict[str, Any]:
     return read_run(path, TASKS, "a language model", ("config", "vocab", "model"))
 
 
-def _check_resumable(ck: dict[str, Any], task: str, cfg: LMConfig, out: Path) -> None:
-    """Refuse to resume another task, or other weights' shapes and meaning, before
-    anything is built or written."""
-    if ck["task"] != task:
-        raise ValueError(f"{out} holds a {ck['task']} run, not {task}; resume it with "
-                         f"rnnkit train {ck['task']} --resume")
-    old, new = ck["config"].get("model", {}), configs.to_dict(cfg.model)
-    changed = [f"model.{k}={old.get(k)!r} in the run, {v!r} asked" for k, v in new.items()
-               if old.get(k) != v]
-    if changed:
-        raise ValueError(f"cannot resume {out} with another model ({'; '.join(changed)}); "
-                         "resume with the run's own model settings, or train into a new --out")
-
-
 def train(task: str, cfg: LMConfig, out: Path, *, resume: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the run in ``out``; return the trainer's summary.
@@ -92,22 +77,8 @@ def train(task: str, cfg: LMConfig, out: Path, *, resume: bool = False,
     Everything the user gave is checked before ``out`` is created or written: a mistake
     leaves no half-made run behind."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a directory")
-    vocab = None
-    if resume:
-        ck = read_run_checkpoint(out / LAST)
-        _check_resumable(ck, task, cfg, out)
-        vocab = Vocab(ck["vocab"])
-        if ck.get("step", 0) >= cfg.train.max_steps:
-            log.warning("the run in %s is already at step %s; pass --max-steps above it to "
-                        "train further", out, ck.get("step"))
-    elif (out / LAST).exists() or (out / BEST).exists():
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or "
-                         "choose another --out")
-    if cfg.train.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+    ck = open_run(out, cfg, resume, read_run_checkpoint, task=task)
+    vocab = None if ck is None else Vocab(ck["vocab"])
     lm_task, vocab = make_task(task, cfg, vocab)
     # The task's own checks on the training text (one BPTT window, two tokens a stream)
     # run at the first batch, inside fit, after the run directory exists: run them now.

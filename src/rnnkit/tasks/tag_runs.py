@@ -9,7 +9,6 @@ words, characters and tags, so a run tags new text on its own.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -19,11 +18,11 @@ from rnnkit import config as configs
 from rnnkit._io import write_text
 from rnnkit.data.conll import Sentence, detect_format, read_tagged, split_sentences
 from rnnkit.tasks import tag_metrics
-from rnnkit.tasks._runs import load_weights, read_run, run_checkpoint
+from rnnkit.tasks._runs import load_weights, open_run, read_run, run_checkpoint
 from rnnkit.tasks.tag import TagConfig, Tagger, build_model, tokenize
 from rnnkit.tasks.tag_task import TaggingTask, Vocabs
 from rnnkit.training import Trainer
-from rnnkit.training.trainer import BEST, LAST, pick_device
+from rnnkit.training.trainer import pick_device
 
 log = logging.getLogger(__name__)
 TASKS = ("tag",)
@@ -99,15 +98,6 @@ def read_run_checkpoint(path: Path) -> dict[str, Any]:
     return read_run(path, TASKS, "a tagger", ("config", "vocabs", "model"))
 
 
-def _check_resumable(ck: dict[str, Any], cfg: TagConfig, out: Path) -> None:
-    old, new = ck["config"].get("model", {}), configs.to_dict(cfg.model)
-    changed = [f"model.{k}={old.get(k)!r} in the run, {v!r} asked" for k, v in new.items()
-               if old.get(k) != v]
-    if changed:
-        raise ValueError(f"cannot resume {out} with another model ({'; '.join(changed)}); "
-                         "resume with the run's own model settings, or train into a new --out")
-
-
 def train(task: str, cfg: TagConfig, out: Path, *, resume: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the tagger in ``out``; return the trainer's summary. Everything
@@ -115,22 +105,8 @@ def train(task: str, cfg: TagConfig, out: Path, *, resume: bool = False,
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a directory")
-    vocabs = None
-    if resume:
-        ck = read_run_checkpoint(out / LAST)
-        _check_resumable(ck, cfg, out)
-        vocabs = Vocabs.from_dict(ck["vocabs"])
-        if ck.get("step", 0) >= cfg.train.max_steps:
-            log.warning("the run in %s is already at step %s; pass --max-steps above it to "
-                        "train further", out, ck.get("step"))
-    elif (out / LAST).exists() or (out / BEST).exists():
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or "
-                         "choose another --out")
-    if cfg.train.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+    ck = open_run(out, cfg, resume, read_run_checkpoint)
+    vocabs = None if ck is None else Vocabs.from_dict(ck["vocabs"])
     tag_task, vocabs = make_task(cfg, vocabs)
     next(tag_task.batches(0, slice(None)))  # the data's own checks, before out is made
     model = _build(vocabs, cfg)
