@@ -229,8 +229,8 @@ def test_embedding_std_scales_the_initial_embedding():
 
 
 def test_a_run_saved_before_an_option_existed_resumes(tmp_path):
-    from rnnkit.tasks.classify import ClassifyConfig
     from rnnkit.tasks._runs import _check_same_settings
+    from rnnkit.tasks.classify import ClassifyConfig
 
     def _check_resumable(ck, cfg, out):
         _check_same_settings(ck, cfg, out, ("model", "tokenizer"))
