@@ -158,9 +158,13 @@ def test_wordlm_markdown_gives_verdicts(wordlm):
                           "date": "d"},
               "example_source": {"commit": "abc"},
               "data": {"train": {"tokens_example": 835524}, "vocab": 14115},
-              "same": {"epochs": 1, "train_words": 835500, "example": ex, "rnnkit": rk},
+              "same": {"epochs": 1, "train_words": 835500, "example": ex,
+                       "rnnkit": {"off": {**rk, "words_per_s": 3500.0},  # one row per precision
+                                  "bf16": rk}},
               "best": {"budget_s": 1800.0, "example": ex, "rnnkit_config": "default.toml",
                        "rnnkit": {**rk, "test_ppl": 120.0}}}
     text = wordlm.markdown(result)
-    assert "| speed PASS, ppl PASS |" in text  # 4500 / 2800 = 1.61, 140 < 147.3
+    assert "| rnnkit, float32 | 3500 | 1.25 |" in text and "| speed FAIL, ppl PASS |" in text
+    assert "| rnnkit, bf16 autocast | 4500 | 1.61 |" in text  # 4500 / 2800, 140 < 147.3
+    assert "| speed PASS, ppl PASS |" in text
     assert text.rstrip().endswith("| 0.81 | ≤ 0.85 | PASS |")  # 120 / 147.3
