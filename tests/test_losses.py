@@ -4,8 +4,16 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from rnnkit import losses
 from rnnkit.backends import _cpu_kernels
 from rnnkit.losses import cross_entropy
+
+
+@pytest.fixture(autouse=True)
+def _kernel_for_every_width(monkeypatch):
+    """The kernel takes wide outputs only; these tests give it narrow ones too."""
+    monkeypatch.setattr(losses, "MIN_CLASSES", 1)
+
 
 needs_kernels = pytest.mark.skipif(_cpu_kernels.library(torch.float64) is None,
                                    reason="no C compiler: the kernels cannot be built")
@@ -118,3 +126,13 @@ def test_leading_dimensions_are_kept():
     assert loss.shape == (3, 4)
     torch.testing.assert_close(loss.flatten(), F.cross_entropy(x, t, reduction="none"))
 
+
+
+@needs_kernels
+def test_narrow_outputs_go_to_torch(monkeypatch):
+    """Below MIN_CLASSES torch's kernels are as fast: a character model's 70 classes."""
+    monkeypatch.setattr(losses, "MIN_CLASSES", 4096)
+    lib = _cpu_kernels.library(torch.float32)
+    monkeypatch.setattr(lib, "xent_forward", lambda *a: pytest.fail("the kernel ran"))
+    x, t = _data(torch.float32, N=8, V=70)
+    torch.testing.assert_close(cross_entropy(x, t), F.cross_entropy(x, t))

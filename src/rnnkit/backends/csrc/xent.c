@@ -31,6 +31,7 @@ static inline real exp_r(real x) { return exp_f(x); }
 /* lse of one row: maximum, then sum of exp(x - max) (in real lanes, summed in double). */
 static double row_lse(const real *restrict x, int64_t V) {
     real m = x[0];
+#pragma omp simd reduction(max : m)
     for (int64_t j = 1; j < V; j++) m = x[j] > m ? x[j] : m;
     if (!(m == m) || m == (real)INFINITY || m == -(real)INFINITY) return (double)m;
     real s = 0;
