@@ -42,12 +42,11 @@ def cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "mean",
     if targets.dtype != torch.int64:
         raise TypeError(f"targets must be int64 class ids, got {targets.dtype}")
     flat, ids = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
-    if _compiled(flat):
-        rows = _CrossEntropy.apply(flat, ids, ignore_index)  # (N,) float64
-        out = rows.to(torch.promote_types(logits.dtype, torch.float32))
-    else:
-        wide = flat.to(torch.promote_types(logits.dtype, torch.float32))
-        out = F.cross_entropy(wide, ids, reduction="none", ignore_index=ignore_index)
+    wide = torch.promote_types(logits.dtype, torch.float32)
+    if not _compiled(flat):
+        out = F.cross_entropy(flat.to(wide), ids, reduction=reduction, ignore_index=ignore_index)
+        return out.view(targets.shape) if reduction == "none" else out
+    out = _CrossEntropy.apply(flat, ids, ignore_index).to(wide)  # (N,), summed in float64
     if reduction == "none":
         return out.view(targets.shape)
     if reduction == "sum":
