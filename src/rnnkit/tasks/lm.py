@@ -21,7 +21,7 @@ from rnnkit.backends._matmul import linear_layer
 from rnnkit.config import in_unit_interval, non_negative, option, positive
 from rnnkit.data.streams import Window, batchify, windows
 from rnnkit.data.vocab import Vocab
-from rnnkit.losses import cross_entropy  # noqa: F401  (the task's loss, in nats)
+from rnnkit.losses import cross_entropy
 from rnnkit.training.config import TrainConfig
 
 CELLS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn_tanh": rnnkit.RNN, "rnn_relu": rnnkit.RNN}
