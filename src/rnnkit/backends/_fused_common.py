@@ -118,6 +118,16 @@ def ln_backward(grad: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, gain: Tenso
     return _LN_BACKWARD(grad, x, x.shape[-1:], mean, rstd, gain, bias, list(mask))
 
 
+def step_sum(d: Tensor) -> Tensor:
+    """``d`` (T, B, G) summed over steps and rows (a bias's gradient), (G,). On a GPU as
+    a matrix-vector product: torch's sum over the two leading dims took a temporary of
+    twice ``d``'s size there, the peak of the whole backward."""
+    if d.device.type == "cpu":
+        return d.sum((0, 1))
+    d2 = d.reshape(-1, d.shape[-1])
+    return torch.mv(d2.t(), d2.new_ones(d2.shape[0]))
+
+
 def steps(like: Tensor, T: int, shape: tuple[int, ...], keep: bool):
     """A (T, *shape) buffer and its per-step views, or, when nothing is kept for
     backward, one scratch tensor standing for every step: (buffer or None, views)."""

@@ -34,7 +34,15 @@ import torch
 from torch import Tensor
 
 from rnnkit.backends import _fused_gru, _fused_lstm, _fused_rnn
-from rnnkit.backends._fused_common import Recurrent, Settle, ValidRows, ln, ln_backward
+from rnnkit.backends._fused_common import (
+    AllRows,
+    Recurrent,
+    Settle,
+    ValidRows,
+    ln,
+    ln_backward,
+    step_sum,
+)
 from rnnkit.backends.spec import Masks, State
 from rnnkit.cells import Weights
 
@@ -202,13 +210,20 @@ def _recurrent_grads(r, need: dict):
         d_ln_hh = ln_backward(d, rec.pre, rec.mean, rec.rstd, w.ln_hh, None,
                               (False, True, False))[1]
     if w.b_hh is not None and need["b_hh"]:
-        db_hh = d.sum((0, 1))
+        db_hh = step_sum(d)
     if need["w_hh"]:
-        hm = r.hprev if r.mode == "GRU" else _previous_states(r)
-        if r.drop is not None:
-            hm.mul_(r.drop)  # what W_hh multiplied
         dpre = d if w.ln_hh is None else rec.dpre
-        dw_hh = r.rows.tmm(dpre.reshape(-1, dpre.shape[-1]), hm.reshape(-1, hm.shape[-1]))
+        dpre = dpre.reshape(-1, dpre.shape[-1])
+        if r.drop is None and r.mode != "GRU" and type(r.rows) is AllRows:
+            # h_0 … h_{T-1} without stacking them: the product over steps 1… on the states
+            # as kept, plus step 0's on h_0 (a (T, B, P) copy less at the backward's peak)
+            B, P = r.h0.shape
+            dw_hh = torch.addmm(dpre[:B].t() @ r.h0, dpre[B:].t(), r.hbuf[:-1].reshape(-1, P))
+        else:
+            hm = r.hprev if r.mode == "GRU" else _previous_states(r)
+            if r.drop is not None:
+                hm.mul_(r.drop)  # what W_hh multiplied
+            dw_hh = r.rows.tmm(dpre, hm.reshape(-1, hm.shape[-1]))
     r.hprev = rec.dpre = None
     return dw_hh, db_hh, d_ln_hh
 
@@ -221,7 +236,7 @@ def _input_grads(r, need: dict, db_hh: Optional[Tensor]):
     d_ln_ih = db_ih = None
     if w.b_ih is not None and need["b_ih"]:
         same = r.mode != "GRU" and db_hh is not None  # LSTM and RNN: one bias gradient
-        db_ih = db_hh if same else d.sum((0, 1))
+        db_ih = db_hh if same else step_sum(d)
     d = d.view(T * B, -1)
     if w.ln_ih is not None:
         mask = (need["x"] or need["w_ih"], need["ln_ih"], False)
