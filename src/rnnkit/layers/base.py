@@ -66,6 +66,7 @@ class RecurrentBase(nn.Module):
         self._check_backend()
         self._make_parameters(torch.device(device) if device else None, dtype)
         self.reset_parameters()
+        self.flatten_parameters()
 
     @property
     def num_directions(self) -> int:
@@ -135,7 +136,33 @@ class RecurrentBase(nn.Module):
                     p[H:2 * H] = 0.0
 
     def flatten_parameters(self) -> None:
-        """Kept for ``torch.nn`` compatibility; the parameters need no flattening here."""
+        """As in ``torch.nn``: on a CUDA device, lay the ``torch.nn`` weights out in one
+        block in cuDNN's order (each parameter a view into it), so cuDNN takes them as
+        they are instead of copying them at every call (and warning that it does). A no-op
+        elsewhere, and where cuDNN never runs (the extras, or ``backend`` fused or
+        reference)."""
+        weights = self.flat_weights()
+        if self.has_extras() or self.backend not in ("auto", "native") or not weights:
+            return
+        first = weights[0]
+        if any(not w.is_cuda or w.dtype != first.dtype or not torch.backends.cudnn.is_acceptable(w)
+               for w in weights):
+            return
+        if len({w.data_ptr() for w in weights}) != len(weights):
+            return  # aliased parameters: leave them (cuDNN copies, as for torch.nn)
+        from torch.backends.cudnn import rnn as cudnn_rnn
+
+        with torch.cuda.device_of(first), torch.no_grad():
+            if torch._use_cudnn_rnn_flatten_weight():
+                torch._cudnn_rnn_flatten_weight(
+                    weights, (4 if self.bias else 2) + (1 if self.proj_size else 0),
+                    self.input_size, cudnn_rnn.get_cudnn_mode(self.mode), self.hidden_size,
+                    self.proj_size, self.num_layers, self.batch_first, self.bidirectional)
+
+    def _apply(self, fn, recurse=True):
+        result = super()._apply(fn, recurse)
+        self.flatten_parameters()  # after .cuda(), .to(...), .half(): as torch.nn does
+        return result
 
     @property
     def all_weights(self) -> list[list[Tensor]]:
