@@ -2,6 +2,7 @@
 
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.cells.minimal import MinGRUCell, MinLSTMCell
+from rnnkit.graphs import graphed
 from rnnkit.layers import GRU, LSTM, RNN
 from rnnkit.layers.crf import CRF
 from rnnkit.layers.minimal import MinGRU, MinLSTM
@@ -9,4 +10,4 @@ from rnnkit.layers.minimal import MinGRU, MinLSTM
 __version__ = "0.1.0"
 
 __all__ = ["CRF", "GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM",
-           "MinLSTMCell", "RNN", "RNNCell", "__version__"]
+           "MinLSTMCell", "RNN", "RNNCell", "__version__", "graphed"]
