@@ -9,6 +9,7 @@ step, as one writes it without a scan).
 
     python benchmarks/bench_scan.py                 # T = 128, 512, 2048; writes RESULTS.md
     python benchmarks/bench_scan.py --quick --no-write
+    python benchmarks/bench_scan.py --device cuda   # on a GPU (its own RESULTS.md section)
 """
 
 from __future__ import annotations
@@ -66,11 +67,17 @@ def iteration(model, x):
     out.sum().backward()
 
 
+def sync(device: str) -> None:
+    """Wait for the device's queued work, so a host clock times it (a no-op on CPU)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def time_all(a, steps: int) -> dict[str, float]:
     """name -> median seconds of one forward + backward at sequence length ``steps``."""
     torch.manual_seed(0)
-    x = torch.randn(steps, a.batch, a.input)  # (T, B, I)
-    models = {n: build().train() for n, (build, _) in variants(a).items()}
+    x = torch.randn(steps, a.batch, a.input, device=a.device)  # (T, B, I)
+    models = {n: build().to(a.device).train() for n, (build, _) in variants(a).items()}
     for model in models.values():
         for _ in range(max(1, a.warmup)):
             iteration(model, x)
@@ -79,8 +86,10 @@ def time_all(a, steps: int) -> dict[str, float]:
         for n in order[r % len(order):] + order[: r % len(order)]:
             for p in models[n].parameters():
                 p.grad = None
+            sync(a.device)
             t0 = time.perf_counter()
             iteration(models[n], x)
+            sync(a.device)
             times[n].append(time.perf_counter() - t0)
     return {n: statistics.median(v) for n, v in times.items()}
 
@@ -100,11 +109,12 @@ def build_rows(a, medians: dict[int, dict[str, float]]) -> list[dict]:
 
 def markdown(result) -> str:
     a, m = result["config"], result["machine"]
-    lines = [f"Command: `{result['command']}`  ",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch threads, "
+    where = (f"{m['gpu']}, torch {m['torch']}, {m['date']}  " if "gpu" in m else
+             f"{m['cpu']}, {m['cores']} cores, {m['threads']} torch threads, "
              f"torch {m['torch']} CPU, {m['date']}. The machine was shared with other work "
              "while this ran: absolute times drift, the ratios (taken within one run, "
-             "repeats interleaved) are the figures to read.  ",
+             "repeats interleaved) are the figures to read.  ")
+    lines = [f"Command: `{result['command']}`  ", f"Machine: {where}",
              f"Config: B={a['batch']}, input {a['input']}, hidden {a['hidden']}, 1 layer, "
              "float32, train mode, forward + backward (loss = output.sum()); median of "
              f"{a['repeats']} interleaved repeats after {a['warmup']} warm-up, per T.",
@@ -130,6 +140,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads (default: torch's own choice); on a shared machine "
                         "1 thread is the steadiest, as no thread waits on a descheduled one")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where to train (default: cpu); cuda times with synchronisation")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes (B=2, T=8,32, 8/16), 1 warm-up, 2 repeats: a smoke check")
     p.add_argument("--no-write", action="store_true",
@@ -148,16 +160,21 @@ def main(argv=None):
     medians = {steps: time_all(a, steps) for steps in a.steps}
     argv = sys.argv if argv is None else [os.path.relpath(__file__), *argv]
     python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
-    result = {"command": shlex.join([python, *argv]), "machine": machine(),
+    info = machine()
+    if a.device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    result = {"command": shlex.join([python, *argv]), "machine": info,
               "config": {k: getattr(a, k) for k in
                          [s[0] for s in SIZES] + ["steps", "repeats", "warmup"]},
               "rows": build_rows(a, medians)}
     section = markdown(result)
     print(section)
     if not a.no_write:
-        write_atomically(os.path.join(HERE, "results", "scan.json"),
+        key = "scan" if a.device == "cpu" else "scan-cuda"
+        write_atomically(os.path.join(HERE, "results", f"{key}.json"),
                          json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-        update_results(section, key="scan", title="Parallel-scan cells (bench_scan.py)")
+        title = "Parallel-scan cells (bench_scan.py)" + (", GPU" if a.device == "cuda" else "")
+        update_results(section, key=key, title=title)
 
 
 if __name__ == "__main__":
