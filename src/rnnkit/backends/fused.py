@@ -224,7 +224,7 @@ def _recurrent_grads(r, need: dict):
             if r.drop is not None:
                 hm.mul_(r.drop)  # what W_hh multiplied
             dw_hh = r.rows.tmm(dpre, hm.reshape(-1, hm.shape[-1]))
-    r.hprev = rec.dpre = None
+    r.hprev = rec.dpre = rec.dpres = None  # the per-step views too, or dpre stays alive
     return dw_hh, db_hh, d_ln_hh
 
 
@@ -233,6 +233,7 @@ def _input_grads(r, need: dict, db_hh: Optional[Tensor]):
     w, x = r.w, r.x
     T, B, I = x.shape
     d = _CELLS[r.mode].input_side(r)
+    r.d_rec = r.dn = None  # ``d`` is the only hold left: freed as soon as it is used up
     d_ln_ih = db_ih = None
     if w.b_ih is not None and need["b_ih"]:
         same = r.mode != "GRU" and db_hh is not None  # LSTM and RNN: one bias gradient
