@@ -230,9 +230,10 @@ def _target_text(target):
     return " / ".join(f"≤ {t}" for t in (target if isinstance(target, tuple) else (target,)))
 
 
-def build_rows(values, spec, key, scale):
+def build_rows(values, spec, key, scale, digits=1):
     """values: name -> figure or reason; spec: name -> (anchor, target). The verdict is
-    PASS or FAIL per target where there is one, "unavailable" where the row could not run."""
+    PASS or FAIL per target where there is one, "unavailable" where the row could not run.
+    Figures are rounded to ``digits`` decimals after ``scale``."""
     rows = []
     for n, v in values.items():
         anchor, target = spec[n]
@@ -241,7 +242,7 @@ def build_rows(values, spec, key, scale):
         ratio = v / base if ok else None
         verdict = "unavailable" if isinstance(v, str) else "" if target is None else \
             "—" if ratio is None else _verdict(ratio, target)
-        rows.append({"name": n, key: round(v * scale, 1) if isinstance(v, float) else v,
+        rows.append({"name": n, key: round(v * scale, digits) if isinstance(v, float) else v,
                      "anchor": anchor, "ratio": None if ratio is None else round(ratio, 2),
                      "target": target, "verdict": verdict})
     return rows

@@ -31,7 +31,13 @@ import rnnkit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_engine import REGULARISED, CellLoop, table, update_results  # noqa: E402
+from bench_engine import (  # noqa: E402
+    REGULARISED,
+    CellLoop,
+    build_rows,
+    table,
+    update_results,
+)
 
 SIZES = (("batch", 64, "batch size B"), ("steps", 100, "sequence length T"),
          ("input", 512, "input size"), ("hidden", 512, "hidden size"),
@@ -162,21 +168,6 @@ def peak_memory(a, dtype, names):
     return found
 
 
-def rows(values, spec, key, scale):
-    out = []
-    for n, v in values.items():
-        anchor, target = spec[n]
-        base = values.get(anchor)
-        ok = isinstance(v, float) and isinstance(base, float)
-        ratio = v / base if ok else None
-        verdict = ("unavailable" if isinstance(v, str) else "" if target is None
-                   else "—" if ratio is None else "PASS" if ratio <= target else "FAIL")
-        out.append({"name": n, key: round(v * scale, 3) if isinstance(v, float) else v,
-                    "anchor": anchor, "ratio": None if ratio is None else round(ratio, 2),
-                    "target": target, "verdict": verdict})
-    return out
-
-
 def machine():
     p = torch.cuda.get_device_properties(0)
     import triton
@@ -246,8 +237,8 @@ def main(argv=None):
         mem_names = [n for n in MEMORY if n in names]
         mem = peak_memory(a, dtype, mem_names) if mem_names else {}
         result["dtypes"][dt] = {
-            "rows": rows(times, {n: spec[n][3:5] for n in names}, "ms", 1e3),
-            "memory": rows(mem, MEMORY, "mib", 1.0)}
+            "rows": build_rows(times, {n: spec[n][3:5] for n in names}, "ms", 1e3, digits=3),
+            "memory": build_rows(mem, MEMORY, "mib", 1.0, digits=1)}
         print(f"\n{dt}:\n" + "\n".join(table(result["dtypes"][dt]["rows"], "ms", "ms")), flush=True)
         if mem:
             print("\n".join(table(result["dtypes"][dt]["memory"], "mib", "MiB")), flush=True)
