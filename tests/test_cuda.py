@@ -3,13 +3,12 @@ backend. Skipped where there is no GPU (``tests/test_triton_kernels.py`` checks 
 kernels in Triton's interpreter there)."""
 
 import importlib.util
-from collections import Counter
 
 import pytest
 import torch
 
 import rnnkit
-from rnnkit.backends import _triton_common
+from conftest import count_kernel_launches
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or importlib.util.find_spec("triton") is None,
@@ -35,14 +34,7 @@ def exact_products():
 
 @pytest.fixture
 def launches(monkeypatch):
-    counts, launch = Counter(), _triton_common.launch
-
-    def counted(kernel, *args, **flags):
-        counts[kernel.fn.__name__] += 1
-        launch(kernel, *args, **flags)
-
-    monkeypatch.setattr(_triton_common, "launch", counted)
-    return counts
+    return count_kernel_launches(monkeypatch)
 
 
 def _pair(kind, kw, dtype=torch.float32, backend="fused"):

@@ -13,7 +13,6 @@ os.environ["TRITON_INTERPRET"] = "1"
 import importlib.util  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
@@ -21,6 +20,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import rnnkit  # noqa: E402
+from conftest import count_kernel_launches  # noqa: E402
 from rnnkit.backends import _cpu_kernels, _triton_common  # noqa: E402
 from rnnkit.cells import Weights  # noqa: E402
 
@@ -48,14 +48,7 @@ def launches(monkeypatch):
     monkeypatch.setenv("RNNKIT_TRITON", "interpret")
     monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
     monkeypatch.setattr(_triton_common, "ROW_ELEMENTS", 2 * H)
-    counts, launch = Counter(), _triton_common.launch
-
-    def counted(kernel, *args, **flags):
-        counts[kernel.fn.__name__] += 1
-        launch(kernel, *args, **flags)
-
-    monkeypatch.setattr(_triton_common, "launch", counted)
-    return counts
+    return count_kernel_launches(monkeypatch)
 
 
 def _pair(kind, kw, hidden=H, dtype=torch.float32, **extra):
