@@ -154,12 +154,15 @@ class _Interrupt:
         return self.loss(task, model, batch, state)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell, average", [("lstm", "off"), ("gru", "off"),
+                                           ("lstm", "ema"), ("gru", "uniform")])
 def test_stopped_and_resumed_run_equals_one_that_never_stopped(corpus, tmp_path,
-                                                               monkeypatch, cell):
-    # dropout and recurrent dropout draw from the RNG, so the RNG state must resume too
+                                                               monkeypatch, cell, average):
+    # dropout and recurrent dropout draw from the RNG, so the RNG state must resume too;
+    # with weight averaging the average and the live weights must both resume
     extra = [f"model.cell={cell}", "model.dropout=0.2", "model.recurrent_dropout=0.2",
-             "train.schedule=plateau", "train.eval_tokens=200"]
+             "train.schedule=plateau", "train.eval_tokens=200", f"train.average={average}",
+             "train.average_start=4", "train.ema_decay=0.8"]
     straight = tmp_path / "straight"
     lm_runs.train("charlm", _config(corpus, *extra), straight, progress=False)
 
@@ -174,9 +177,48 @@ def test_stopped_and_resumed_run_equals_one_that_never_stopped(corpus, tmp_path,
     assert _train_losses(stopped) == _train_losses(straight)  # exactly, step for step
     a = load_checkpoint(straight / "checkpoint.pt")
     b = load_checkpoint(stopped / "checkpoint.pt")
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+    for weights in ("model", "live_model") if average != "off" else ("model",):
+        for key in a[weights]:
+            assert torch.equal(a[weights][key], b[weights][key]), (weights, key)
     assert a["best"] == b["best"]
+
+
+def test_weight_average_uniform_and_ema_by_hand():
+    from rnnkit.training.averaging import WeightAverage
+
+    layer = torch.nn.Linear(2, 1, bias=False, dtype=torch.float64)
+    cfgs = {kind: TrainConfig(average=kind, average_start=2, ema_decay=0.5)
+            for kind in ("uniform", "ema")}
+    averages = {kind: WeightAverage(layer, cfg) for kind, cfg in cfgs.items()}
+    for step in range(1, 6):  # after step k the weights are all k
+        torch.nn.init.constant_(layer.weight, float(step))
+        for avg in averages.values():
+            assert avg.active == (step > 3)
+            avg.update(layer, step)
+    uniform = averages["uniform"].model(layer).weight
+    ema = averages["ema"].model(layer).weight
+    assert torch.equal(uniform, torch.full_like(uniform, (3 + 4 + 5) / 3))
+    assert torch.equal(ema, torch.full_like(ema, 0.5 * (0.5 * 3 + 0.5 * 4) + 0.5 * 5))
+    assert torch.equal(layer.weight, torch.full_like(layer.weight, 5.0))  # live untouched
+
+
+def test_validation_and_kept_weights_are_the_average(corpus, tmp_path):
+    out = tmp_path / "run"
+    cfg = _config(corpus, "train.average=uniform", "train.average_start=10",
+                  "train.schedule=constant", "train.lr=0.05")
+    lm_runs.train("charlm", cfg, out, progress=False)
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert ck["average"] == {"n": 14}
+    assert any(not torch.equal(ck["model"][k], ck["live_model"][k]) for k in ck["model"])
+    task, _ = lm_runs.make_task("charlm", cfg)
+    model = build_model(len(task.vocab), cfg.model, cfg.train.seed)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    with torch.no_grad():
+        loss = task.evaluate(model, "valid", None)["loss"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    last_val = [r for r in records if "val_loss" in r][-1]
+    assert last_val["step"] == 24 and last_val["val_loss"] == pytest.approx(loss, rel=1e-6)
 
 
 def test_resume_continues_to_a_new_max_steps(corpus, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from rnnkit.config import non_negative, option, positive
+from rnnkit.config import in_unit_interval, non_negative, option, positive
 
 
 @dataclass
@@ -29,6 +29,12 @@ class TrainConfig:
     warmup_steps: int = option(50, "linear warm-up from 0 to lr over this many steps")
     min_lr_ratio: float = option(0.1, "cosine: the final learning rate as a share of lr")
     plateau_factor: float = option(4.0, "plateau: divide the learning rate by this")
+    average: Literal["off", "ema", "uniform"] = option(
+        "off", "evaluate and keep an average of the weights: an exponential moving "
+               "average (ema_decay) or the plain mean from average_start on")
+    average_start: int = option(0, "average the weights after this many steps")
+    ema_decay: float = option(0.999, "ema: the average's decay per step (a horizon of "
+                                     "about 1 / (1 - decay) steps)")
     patience: Optional[int] = option(None, "early stopping: stop after this many "
                                            "evaluations without a better validation loss")
     eval_every: int = option(200, "evaluate on the validation split every N steps")
@@ -44,7 +50,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         positive(self, "batch_size", "bptt", "max_steps", "lr", "eval_every",
                  "checkpoint_every", "log_every", "plateau_factor")
-        non_negative(self, "weight_decay", "momentum", "warmup_steps", "min_lr_ratio")
+        non_negative(self, "weight_decay", "momentum", "warmup_steps", "min_lr_ratio",
+                     "average_start")
+        in_unit_interval(self, "ema_decay")
         for name in ("time_budget", "clip", "patience", "eval_tokens"):
             if getattr(self, name) is not None:
                 positive(self, name)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnkit.training.averaging import averaging
 from rnnkit.training.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import Processes
@@ -70,6 +71,7 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
         self.opt = _optimizer(self.module, cfg)
         self.schedule = Schedule(cfg)
+        self.average = averaging(self.module, cfg)
         self.step, self.elapsed, self.stale, self.state = 0, 0.0, 0, None
         self.best: dict[str, float] = {}
         self.progress = progress and self.procs.main
@@ -117,6 +119,8 @@ class Trainer:
                     group["lr"] = self.schedule.lr(self.step)
                 self.opt.step()
                 self.step += 1
+                if self.average:
+                    self.average.update(self.module, self.step)
                 seen += batch.targets.numel() * self.procs.world
                 rate = seen / max(1e-9, time.perf_counter() - started)
                 last_log = {"step": self.step, "train_loss": mean_loss, "grad_norm": norm,
@@ -161,17 +165,27 @@ class Trainer:
             self._save(started, best=False)
         return stop
 
+    def _kept_model(self) -> nn.Module:
+        """The weights validation sees and the checkpoint's ``model`` holds."""
+        return self.average.model(self.module) if self.average else self.module
+
     def _validate(self) -> dict[str, float]:
-        self.module.eval()
+        model = self._kept_model()
+        model.eval()
         with torch.no_grad(), self._autocast():
-            metrics = self.task.evaluate(self.module, "valid", self.cfg.eval_tokens)
+            metrics = self.task.evaluate(model, "valid", self.cfg.eval_tokens)
         return {k: float(v) for k, v in metrics.items()}
 
     # -- checkpoints ------------------------------------------------------------------
 
     def _payload(self, started: float) -> dict[str, Any]:
+        averaged = {}
+        if self.average:  # the live weights too, for an exact resume
+            averaged = {"average": self.average.state_dict(),
+                        "live_model": self.module.state_dict()}
         return {"step": self.step, "elapsed": self.elapsed_now(started),
-                "model": self.module.state_dict(), "optimizer": self.opt.state_dict(),
+                "model": self._kept_model().state_dict(), **averaged,
+                "optimizer": self.opt.state_dict(),
                 "schedule": self.schedule.state_dict(), "stale": self.stale,
                 "best": self.best, "rng": self.procs.gather(rng_states()),
                 "state": self.procs.gather_state(self.state), **self.meta}
@@ -189,7 +203,9 @@ class Trainer:
         if ck.get("task") != self.meta.get("task"):
             raise ValueError(f"the checkpoint in {self.out} is a {ck.get('task')!r} run, "
                              f"not {self.meta.get('task')!r}")
-        self.module.load_state_dict(ck["model"])
+        self.module.load_state_dict(ck.get("live_model", ck["model"]))
+        if self.average:
+            self.average.load_state_dict(ck.get("average"), ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.schedule.load_state_dict(ck["schedule"])
         self.step, self.elapsed, self.stale = ck["step"], ck["elapsed"], ck["stale"]
