@@ -150,6 +150,22 @@ def test_either_backward_runs_after_either_forward(kind, kernels_in, launches, m
     assert launches == {f"{kind.lower()}_{kernels_in}": 2 * T}
 
 
+def test_lstm_with_both_gate_norms_keeps_less_for_backward(launches):
+    """The kernels' LSTM with layer norm and zoneout keeps, per direction, the two gate
+    norms' inputs and no activations (backward recomputes them), and the zoneout masks
+    as bytes; its gradients are the reference's (the tests above)."""
+    _, fast = _pair("LSTM", OPTIONS["everything"])
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        y, _ = fast(_x())
+    gates = [t for t in kept if t.numel() == T * B * 4 * H]
+    masks = [t for t in kept if t.dtype == torch.uint8]
+    assert len(gates) == 2 * 2  # x W_ih^T and (h m) W_hh^T, two directions
+    assert [tuple(m.shape) for m in masks] == [(T, B, H)] * 4  # keep_h, keep_c
+    assert all(bool(((m == 0) | (m == 1)).all()) for m in masks)
+    y.sum().backward()
+
+
 @pytest.mark.parametrize("kind", LAYERS)
 def test_bf16_against_float32_reference(kind, launches):
     """bf16 in memory, float32 inside the kernels: within bf16's 8 bits of the float32
@@ -215,7 +231,7 @@ from triton.compiler import ASTSource
 import rnnkit
 from rnnkit.backends import _triton_common, _triton_gru, _triton_lstm, _triton_rnn
 os.environ.update(TRITON_INTERPRET="1", RNNKIT_TRITON="interpret", RNNKIT_CPU_KERNELS="0")
-TYPES = {torch.float32: "*fp32", torch.bfloat16: "*bf16"}
+TYPES = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.uint8: "*u8"}
 built = set()
 
 def compile_instead(kernel, B, H, *args, **flags):

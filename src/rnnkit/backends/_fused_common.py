@@ -33,19 +33,41 @@ class Settle:
     :meth:`split` serve the backward loop.
     """
 
-    def __init__(self, w) -> None:
-        self.w = w
-        self.ws = w.unbind(0) if isinstance(w, Tensor) else None
+    def __init__(self, w, dtype: Optional[torch.dtype] = None, binary: bool = False) -> None:
+        self.raw, self.binary, self._dtype = w, binary, dtype
+        self._w = self._ws = None
+
+    @property
+    def w(self):
+        """The weight as given, or in ``dtype`` when it was given as bytes (see :meth:`kept`)."""
+        if self._w is None and self.raw is not None:
+            raw = self.raw
+            self._w = raw.to(self._dtype) if getattr(raw, "dtype", None) == torch.uint8 else raw
+        return self._w
+
+    @property
+    def ws(self):
+        """The per-step views of a tensor weight, or None."""
+        if self._ws is None and isinstance(self.w, Tensor):
+            self._ws = self.w.unbind(0)
+        return self._ws
+
+    def kept(self, compact: bool):
+        """The weight to keep for backward: a tensor of {0, 1} as bytes when ``compact``
+        (a quarter of the memory; the Triton kernels read bytes as they are)."""
+        w = self.w
+        return w.to(torch.uint8) if compact and self.binary and isinstance(w, Tensor) else w
 
     @classmethod
     def of(cls, keep, valid: Optional[Tensor], like: Tensor) -> "Settle":
         """From a zoneout keep (tensor or float) and ``valid`` (T, B, 1) bool or None."""
+        binary = isinstance(keep, Tensor) or keep == 0.0  # zoneout masks are {0, 1}
         if valid is not None:
             keep = keep if isinstance(keep, Tensor) else like.new_full((), keep)
-            return cls(torch.where(valid, keep, 1.0))
+            return cls(torch.where(valid, keep, 1.0), binary=binary)
         if not isinstance(keep, Tensor) and keep == 0.0:
             return cls(None)
-        return cls(keep)
+        return cls(keep, binary=binary)
 
     def step_(self, new: Tensor, prev: Tensor, t: int) -> None:
         """``new <- new + w_t (prev - new)`` in place (a no-op when ``w`` is None)."""
@@ -147,7 +169,8 @@ class Recurrent:
     step at a time, and its gradient.
 
     Forward keeps the layer norm's input ``pre`` (T, B, G) and statistics when layer
-    norm is on; backward keeps ∂L/∂pre in ``dpre`` for the weight gradient after the loop.
+    norm is on; backward keeps ∂L/∂pre in ``dpre`` for the weight gradient after the loop
+    (or, with :meth:`scratch_dpres`, only one step's at a time).
     """
 
     def __init__(self, w_hh: Tensor, gain: Optional[Tensor], drop: Optional[Tensor],
@@ -205,16 +228,31 @@ class Recurrent:
 
     def start_backward(self, steps: int) -> None:
         self.back, self.steps = None, steps
+        self.dpre = self.dpres = None
         if self.gain is not None:
-            self.dpre = torch.empty_like(self.pre)
-            self.dpres, self.pres = self.dpre.unbind(0), self.pre.unbind(0)
+            self.pres = self.pre.unbind(0)
             self.means, self.rstds = self.mean.unbind(0), self.rstd.unbind(0)
+
+    def keep_dpre(self) -> Tensor:
+        """The (T, B, G) buffer for ∂L/∂pre of every step (the torch and CPU loops)."""
+        if self.dpre is None:
+            self.dpre = torch.empty_like(self.pre)
+            self.dpres = self.dpre.unbind(0)
+        return self.dpre
+
+    def scratch_dpres(self, rows: int) -> list:
+        """One (rows, G) buffer standing for every step's ∂L/∂pre, for loops that use it
+        only for the step's own product (the Triton kernels): ``dpre`` stays None and
+        the weight gradients recompute it a few steps at a time (``fused.py``), so the
+        backward's peak holds one (T, B, G) buffer less."""
+        return [self.pre.new_empty(rows, self.pre.shape[-1])] * self.pre.shape[0]
 
     def grad(self, d: Tensor, t: int, direct: Optional[Tensor]) -> Tensor:
         """∂L/∂h_{t-1}: ``direct`` plus the share through the product, given ``d`` =
         ∂L/∂(the LN output). ``direct`` (a fresh tensor, or None) is updated in place."""
         if self.gain is not None:
             d = ln_backward(d, self.pres[t], self.means[t], self.rstds[t], self.gain)[0]
+            self.keep_dpre()
             self.dpres[t].copy_(d)
         back = self.backward_product(d.shape[0])
         if self.drop is None:

@@ -173,7 +173,7 @@ def gru_backward(r, dy: Tensor, dh: Tensor) -> None:
     ln = w.ln_hh is not None
     _, bwd, s = run(r, H, acts=acts, pre=rec.pre, ln_hh=w.ln_hh, rmean=rec.mean, rrstd=rec.rstd,
                     h0=r.h0.contiguous(), hbuf=r.hbuf, hn=r.hn, dy=dy.contiguous(), dgates=D,
-                    dn=dn, dpre=rec.dpre if ln else None, drop=drop, gp=gp,
+                    dn=dn, dpre=rec.keep_dpre() if ln else None, drop=drop, gp=gp,
                     st_tc=B * H, st_pre=B * G, st_stat=B)
     dg = rec.dpre if ln else D
     r.dh0 = backward_loop(bwd, s, rec.backward_product(B), dh, dg, drop, gp, running_rows(r))
@@ -206,7 +206,7 @@ def rnn_backward(r, dy: Tensor, dh: Tensor) -> None:
     gp = acts.new_zeros(B, H) if r.settle_h.w is not None else None
     ln = w.ln_hh is not None
     _, bwd, s = run(r, H, acts=acts, pre=rec.pre, ln_hh=w.ln_hh, rmean=rec.mean, rrstd=rec.rstd,
-                    dy=dy.contiguous(), dgates=D, dpre=rec.dpre if ln else None, drop=drop,
+                    dy=dy.contiguous(), dgates=D, dpre=rec.keep_dpre() if ln else None, drop=drop,
                     gp=gp, st_pre=B * H, st_stat=B)
     r.dh0 = backward_loop(bwd, s, rec.backward_product(B), dh, rec.dpre if ln else D, drop, gp,
                           running_rows(r))

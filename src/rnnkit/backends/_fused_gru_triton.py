@@ -69,7 +69,7 @@ def backward(r, dy, dh) -> None:
     dyv = [None] * T if dy is None else dy.contiguous().unbind(0)
     av, hnv, Dv, dnv = (b.unbind(0) for b in (acts, r.hn, D, dn))
     hv = (r.h0.contiguous(), *r.hbuf.unbind(0))
-    pre, rmv, rrv, dprev = ((rec.pres, rec.means, rec.rstds, rec.dpres) if ln_hh
+    pre, rmv, rrv, dprev = ((rec.pres, rec.means, rec.rstds, rec.scratch_dpres(B)) if ln_hh
                             else ([None] * T,) * 4)
     product = rec.backward_product(B)
     for t in range(T - 1, -1, -1):

@@ -59,7 +59,8 @@ def backward(r, dy: Tensor, dh: Tensor, dc: Tensor) -> None:
         r, H, acts=acts, pre=rec.pre, ln_hh=w.ln_hh, rmean=rec.mean, rrstd=rec.rstd,
         c0=r.c0.contiguous(), hbuf=r.hbuf, cbuf=r.cbuf, cnew=r.cnew, tc=r.tc,
         ln_c_w=w.ln_c_weight, ln_c_b=w.ln_c_bias, cmean=r.c_mean, crstd=r.c_rstd, drop=drop,
-        dy=dy.contiguous(), dgates=D, dtc=dtc, dpre=rec.dpre if ln_hh else None, gp=gp, dc=dc,
+        dy=dy.contiguous(), dgates=D, dtc=dtc, dpre=rec.keep_dpre() if ln_hh else None, gp=gp,
+        dc=dc,
         st_cn=B * H, st_tc=B * H, st_pre=B * G, st_stat=B, st_dtc=B * H * ln_c)
     dg = rec.dpre if ln_hh else D
     settle = r.settle_h.w is not None

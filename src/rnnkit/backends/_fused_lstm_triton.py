@@ -1,8 +1,11 @@
 r"""The LSTM loops of the fused backend with Triton kernels (``_triton_lstm.py``).
 
 The same computation as :mod:`rnnkit.backends._fused_lstm`, keeping the same tensors
-for backward, so either loop can run the backward of either forward. Each step is one
-recurrent product in torch and one kernel doing all the pointwise work:
+for backward (so either loop can run the backward of either forward), except that with
+both gate norms on the activations and tanh(c̃) are recomputed in backward from the
+norms' inputs instead of kept (:func:`recomputes`; :func:`restore` rebuilds them for the
+torch loops). Each step is one recurrent product in torch and one kernel doing all the
+pointwise work:
 
 - forward: ``a_t += (h_{t-1} m) W_hh^T`` (or ``pre_t = (h_{t-1} m) W_hh^T`` when the
   recurrent share is layer-normalised), then the kernel: LN, i, f, g, o, c', LN_c,
@@ -38,7 +41,8 @@ def forward(r) -> dict:
     ln_hh, ln_c = w.ln_hh is not None, w.ln_c_weight is not None
     sh, sc = common.SettleArgs(r.settle_h, T), common.SettleArgs(r.settle_c, T)
     cnew = acts.new_empty(T, B, H) if keep and ln_c and sc.mode else None  # c' apart
-    tc = acts.new_empty(T, B, H) if keep else None
+    recompute = keep and recomputes(r)
+    tc = acts.new_empty(T, B, H) if keep and not recompute else None
     rmean, rrstd, (rmv, rrv) = common.stats(acts, T, B, keep, ln_hh)
     cmean, crstd, (cmv, crv) = common.stats(acts, T, B, keep, ln_c)
     drop = None if r.drop is None else r.drop.contiguous()
@@ -54,12 +58,57 @@ def forward(r) -> dict:
             cv[t + 1], cnv[t], tcv[t], w.ln_c_weight, w.ln_c_bias, cmv[t], crv[t], drop, hm,
             sh.views[t], sh.value, sc.views[t], sc.value, LN_EPS,
             LN_HH=ln_hh, LN_C=ln_c, LN_C_BIAS=w.ln_c_bias is not None, SETTLE_H=sh.mode,
-            COLS_H=sh.cols, SETTLE_C=sc.mode, COLS_C=sc.cols, DROP=drop is not None, KEEP=keep)
+            COLS_H=sh.cols, SETTLE_C=sc.mode, COLS_C=sc.cols, DROP=drop is not None, KEEP=keep,
+            KEEP_ACTS=keep and not recompute)
     if ln_hh and keep:
         rec.mean, rec.rstd = rmean, rrstd
     keep_c = keep and ln_c
-    return {"acts": acts, "c0": r.c0, "cbuf": r.cbuf, "cnew": cnew, "tc": tc, "otc": None,
+    return {"acts": None if recompute else acts, "c0": r.c0, "cbuf": r.cbuf, "cnew": cnew,
+            "tc": tc, "otc": None,
             "c_mean": cmean if keep_c else None, "c_rstd": crstd if keep_c else None}
+
+
+def recomputes(r) -> bool:
+    """Whether backward recomputes the activations instead of keeping them: when both
+    gate norms are on, their inputs (kept for their own backward) and statistics give
+    the pre-activations back exactly, so the (T, B, 4H) activations need not be kept."""
+    return r.w.ln_hh is not None and r.w.ln_ih is not None
+
+
+def restore(r) -> None:
+    """``r.acts`` and ``r.tc`` as the torch loops keep them, from what a forward that
+    :func:`recomputes` kept: the two gate norms' inputs and statistics, and the states."""
+    w = r.w
+    T, B = r.x.shape[:2]
+    G = w.w_hh.shape[0]
+    bias = _bias(w)
+    xpre = r.xpre.view(T, B, G)
+    a = (xpre - r.x_mean.view(T, B, 1)) * r.x_rstd.view(T, B, 1) * w.ln_ih
+    a += (r.pre - r.mean) * r.rstd * w.ln_hh
+    if bias is not None:
+        a += bias
+    i, f, g, o = a.chunk(4, dim=-1)
+    i.sigmoid_(), f.sigmoid_(), g.tanh_(), o.sigmoid_()
+    c_prev = torch.cat((r.c0.unsqueeze(0), r.cbuf[:-1]))
+    c_new = f * c_prev + i * g
+    if w.ln_c_weight is not None:
+        c_new = (c_new - r.c_mean) * r.c_rstd * w.ln_c_weight
+        if w.ln_c_bias is not None:
+            c_new += w.ln_c_bias
+    r.acts, r.tc = a.to(r.x.dtype), c_new.tanh_().to(r.x.dtype)
+
+
+def _recompute_args(r, T: int, B: int, G: int):
+    """Per-step views of the input norm's input and statistics, and the summed bias:
+    what the backward kernel recomputes the pre-activations from."""
+    return (r.xpre.view(T, B, G).unbind(0), r.x_mean.view(T, B).unbind(0),
+            r.x_rstd.view(T, B).unbind(0), _bias(r.w))
+
+
+def _bias(w):
+    """b_ih + b_hh (either may be absent), as the forward's input share took them."""
+    biases = [b for b in (w.b_ih, w.b_hh) if b is not None]
+    return sum(biases[1:], biases[0]).contiguous() if biases else None
 
 
 def _views(buf, T: int) -> list:
@@ -72,12 +121,15 @@ def backward(r, dy, dh, dc) -> None:
     from rnnkit.backends._triton_lstm import lstm_backward
 
     acts, w, rec = r.acts, r.w, r.rec
-    T, B, G = acts.shape
+    T, B = r.x.shape[:2]
+    G = w.w_hh.shape[0]
     H = G // 4
     ln_hh, ln_c = w.ln_hh is not None, w.ln_c_weight is not None
     sh, sc = common.SettleArgs(r.settle_h, T), common.SettleArgs(r.settle_c, T)
-    D = torch.empty_like(acts)
-    dtc = acts.new_empty(T, B, H) if ln_c else None
+    D = r.x.new_empty(T, B, G)
+    dtc = D.new_empty(T, B, H) if ln_c else None
+    recompute = acts is None  # the forward kept the norms' inputs only
+    xv, xmv, xrv, bias = _recompute_args(r, T, B, G) if recompute else ([None] * T,) * 3 + (None,)
     carry = dh.contiguous().clone()  # the final state's gradient, then the settle share
     q = torch.zeros_like(carry)  # the last backward product: none yet
     dc = dc.contiguous().clone()
@@ -85,18 +137,20 @@ def backward(r, dy, dh, dc) -> None:
     dyv = _views(None if dy is None else dy.contiguous(), T)
     cn = r.cbuf if r.cnew is None else r.cnew
     cp = (r.c0.contiguous(), *r.cbuf.unbind(0))
-    av, tcv, cnv, Dv, dtcv = (*(b.unbind(0) for b in (acts, r.tc, cn, D)), _views(dtc, T))
+    av, tcv, cnv, Dv, dtcv = (*(_views(b, T) for b in (acts, r.tc, cn, D)), _views(dtc, T))
     cmv, crv = _views(r.c_mean, T), _views(r.c_rstd, T)
-    pre, rmv, rrv, dprev = ((rec.pres, rec.means, rec.rstds, rec.dpres) if ln_hh
+    pre, rmv, rrv, dprev = ((rec.pres, rec.means, rec.rstds, rec.scratch_dpres(B)) if ln_hh
                             else ([None] * T,) * 4)
     product = rec.backward_product(B)
     for t in range(T - 1, -1, -1):
         common.launch(
-            lstm_backward, B, H, av[t], cp[t], tcv[t], cnv[t], w.ln_c_weight, cmv[t], crv[t],
-            q, carry, dyv[t], drop, sh.views[t], sh.value, sc.views[t], sc.value, dc, Dv[t],
-            dtcv[t], pre[t], w.ln_hh, rmv[t], rrv[t], dprev[t],
-            LN_HH=ln_hh, LN_C=ln_c, SETTLE_H=sh.mode, COLS_H=sh.cols, SETTLE_C=sc.mode,
-            COLS_C=sc.cols, DROP=drop is not None, DY=dy is not None)
+            lstm_backward, B, H, av[t], cp[t], tcv[t], cnv[t], w.ln_c_weight, w.ln_c_bias,
+            cmv[t], crv[t], q, carry, dyv[t], drop, sh.views[t], sh.value, sc.views[t],
+            sc.value, dc, Dv[t], dtcv[t], pre[t], w.ln_hh, rmv[t], rrv[t], dprev[t], xv[t],
+            w.ln_ih, bias, xmv[t], xrv[t],
+            LN_HH=ln_hh, LN_C=ln_c, LN_C_BIAS=w.ln_c_bias is not None, SETTLE_H=sh.mode,
+            COLS_H=sh.cols, SETTLE_C=sc.mode, COLS_C=sc.cols, DROP=drop is not None,
+            DY=dy is not None, RECOMPUTE=recompute, BIAS=bias is not None)
         q = product(dprev[t] if ln_hh else Dv[t])  # δh_{t-1} before the mask
     dh0 = q if drop is None else q.mul_(drop)
     r.d_rec, r.dh0, r.dc0 = D, dh0.add_(carry), dc

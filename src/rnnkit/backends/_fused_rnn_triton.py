@@ -63,7 +63,7 @@ def backward(r, dy, dh) -> None:
     drop = None if r.drop is None else r.drop.contiguous()
     dyv = [None] * T if dy is None else dy.contiguous().unbind(0)
     av, Dv = acts.unbind(0), D.unbind(0)
-    pre, rmv, rrv, dprev = ((rec.pres, rec.means, rec.rstds, rec.dpres) if ln_hh
+    pre, rmv, rrv, dprev = ((rec.pres, rec.means, rec.rstds, rec.scratch_dpres(B)) if ln_hh
                             else ([None] * T,) * 4)
     product = rec.backward_product(B)
     for t in range(T - 1, -1, -1):

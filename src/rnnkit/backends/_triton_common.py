@@ -57,13 +57,13 @@ def _pow2(n: int) -> int:
 
 def launch(kernel, B: int, H: int, *args, **flags) -> None:
     """One kernel over the batch: a program per block of BLOCK_B rows, each row's H
-    columns (per gate) in a block of the next power of two, masked past H. ``args[0]``
-    is on the device to run on (Triton launches on the current one)."""
+    columns (per gate) in a block of the next power of two, masked past H. The first
+    tensor in ``args`` is on the device to run on (Triton launches on the current one)."""
     block_h = _pow2(H)
     block_b = max(1, min(_pow2(B), ROW_ELEMENTS // block_h))
     warps = min(16, max(4, block_b * block_h // 256))
     grid = (-(-B // block_b),)
-    device = args[0].device
+    device = next(a for a in args if isinstance(a, Tensor)).device
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         kernel[grid](*args, B, H, **flags, BLOCK_B=block_b, BLOCK_H=block_h, num_warps=warps)
 
@@ -74,7 +74,7 @@ class SettleArgs:
     ``cols`` 1 when one weight serves a whole row (lengths without zoneout masks)."""
 
     def __init__(self, settle, T: int) -> None:
-        w = None if settle is None else settle.w
+        w = None if settle is None else settle.raw  # bytes stay bytes: read as such
         self.views, self.value, self.mode, self.cols = [None] * T, 0.0, 0, 0
         if isinstance(w, Tensor):
             w = w.contiguous()

@@ -29,9 +29,12 @@ def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, cn, tc, ln_c_w, 
                  LN_HH: tl.constexpr, LN_C: tl.constexpr, LN_C_BIAS: tl.constexpr,
                  SETTLE_H: tl.constexpr, COLS_H: tl.constexpr, SETTLE_C: tl.constexpr,
                  COLS_C: tl.constexpr, DROP: tl.constexpr, KEEP: tl.constexpr,
-                 BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+                 KEEP_ACTS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
     """a += LN(p) (else the product is already in a); i, f, g, o; c' = f c + i g;
-    h' = o tanh(LN_c(c')); h, c settled; h m for the next product."""
+    h' = o tanh(LN_c(c')); h, c settled; h m for the next product. ``KEEP`` keeps the
+    norms' statistics (and c' apart from c) for backward; ``KEEP_ACTS`` the activations
+    and tanh(c̃) too (without it, backward recomputes them: ``lstm_backward``'s
+    ``RECOMPUTE``)."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     cols = tl.arange(0, BLOCK_H)
     valid = rows < B
@@ -79,28 +82,35 @@ def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, cn, tc, ln_c_w, 
         store(c, offs, c_new, mask)
     if DROP:
         store(hm, offs, h_new * load(drop, offs, mask), mask)
-    if KEEP:  # what backward reads
+    if KEEP and LN_C:  # what backward reads
+        tl.store(cmean + rows, mean_c.to(cmean.dtype.element_ty), mask=valid)
+        tl.store(crstd + rows, rstd_c.to(crstd.dtype.element_ty), mask=valid)
+        if SETTLE_C:  # c' apart from the state, for the cell norm's gain gradient
+            store(cn, offs, c_new, mask)
+    if KEEP_ACTS:
         store(acts, g4, in_gate, mask)
         store(acts, g4 + H, forget_gate, mask)
         store(acts, g4 + 2 * H, in_transform, mask)
         store(acts, g4 + 3 * H, out_gate, mask)
         store(tc, offs, t_c, mask)
-        if LN_C:
-            tl.store(cmean + rows, mean_c.to(cmean.dtype.element_ty), mask=valid)
-            tl.store(crstd + rows, rstd_c.to(crstd.dtype.element_ty), mask=valid)
-            if SETTLE_C:  # c' apart from the state
-                store(cn, offs, c_new, mask)
 
 
 @triton.jit
-def lstm_backward(acts, cp, tc, cn, ln_c_w, cmean, crstd, q, carry, dy, drop, wh, wh_s,
-                  wc, wc_s, dc, d, dtc, pre, ln_hh, rmean, rrstd, dpre, B, H,
-                  LN_HH: tl.constexpr, LN_C: tl.constexpr, SETTLE_H: tl.constexpr,
-                  COLS_H: tl.constexpr, SETTLE_C: tl.constexpr, COLS_C: tl.constexpr,
-                  DROP: tl.constexpr, DY: tl.constexpr,
+def lstm_backward(acts, cp, tc, cn, ln_c_w, ln_c_b, cmean, crstd, q, carry, dy, drop, wh,
+                  wh_s, wc, wc_s, dc, d, dtc, pre, ln_hh, rmean, rrstd, dpre, xpre, ln_ih,
+                  bias, xmean, xrstd, B, H,
+                  LN_HH: tl.constexpr, LN_C: tl.constexpr, LN_C_BIAS: tl.constexpr,
+                  SETTLE_H: tl.constexpr, COLS_H: tl.constexpr, SETTLE_C: tl.constexpr,
+                  COLS_C: tl.constexpr, DROP: tl.constexpr, DY: tl.constexpr,
+                  RECOMPUTE: tl.constexpr, BIAS: tl.constexpr,
                   BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
     """δo, δ(LN_c output) (kept for the cell norm's gain), δc' through LN_c and the
-    carried δc, δi, δf, δg, δc for step t-1; through LN_hh into ``dpre``."""
+    carried δc, δi, δf, δg, δc for step t-1; through LN_hh into ``dpre``.
+
+    ``RECOMPUTE`` (both gate norms on): the activations and tanh(c̃) were not kept; they
+    are recomputed here, with c', from the two norms' inputs ``xpre`` and ``pre`` and
+    their statistics, which backward keeps anyway: a (T, B, 4H) and a (T, B, H) buffer
+    less in memory for a few more loads and exponentials."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     cols = tl.arange(0, BLOCK_H)
     valid = rows < B
@@ -110,17 +120,35 @@ def lstm_backward(acts, cp, tc, cn, ln_c_w, cmean, crstd, q, carry, dy, drop, wh
     gh, gp = gradient_in(q, carry, dy, drop, wh, wh_s, offs, rows, cols, mask, H,
                          DROP, DY, SETTLE_H, COLS_H)
     store(carry, offs, gp, mask)
-    i, f = load(acts, g4, mask), load(acts, g4 + H, mask)
-    g, o = load(acts, g4 + 2 * H, mask), load(acts, g4 + 3 * H, mask)
-    t_c = load(tc, offs, mask)
+    if LN_HH:
+        mean = tl.load(rmean + rows, mask=valid, other=0.0).to(tl.float32)
+        rstd = tl.load(rrstd + rows, mask=valid, other=0.0).to(tl.float32)
+    if LN_C:
+        mean_c = tl.load(cmean + rows, mask=valid, other=0.0).to(tl.float32)
+        rstd_c = tl.load(crstd + rows, mask=valid, other=0.0).to(tl.float32)
+    if RECOMPUTE:
+        i, f, g, o = _preactivations(xpre, ln_ih, bias, xmean, xrstd, pre, ln_hh, mean,
+                                     rstd, rows, cols, valid, g4, mask, H, BIAS)
+        i, f, g, o = sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+        c_new = f * load(cp, offs, mask) + i * g
+        if LN_C:
+            c_norm = gain(ln_c_w, 0, H, cols) * normed(c_new, mean_c, rstd_c)
+            if LN_C_BIAS:
+                c_norm += gain(ln_c_b, 0, H, cols)
+            t_c = tanh(c_norm)
+        else:
+            t_c = tanh(c_new)
+    else:
+        i, f = load(acts, g4, mask), load(acts, g4 + H, mask)
+        g, o = load(acts, g4 + 2 * H, mask), load(acts, g4 + 3 * H, mask)
+        t_c = load(tc, offs, mask)
     d_o = gh * t_c * o * (1.0 - o)
     d_tc = gh * o * (1.0 - t_c * t_c)
     if LN_C:
         store(dtc, offs, d_tc, mask)
-        mean_c = tl.load(cmean + rows, mask=valid, other=0.0).to(tl.float32)
-        rstd_c = tl.load(crstd + rows, mask=valid, other=0.0).to(tl.float32)
-        gd, xhat, sa, sb = ln_sums(d_tc, load(cn, offs, mask), gain(ln_c_w, 0, H, cols),
-                                   mean_c, rstd_c)
+        if not RECOMPUTE:  # (recomputed: c' as the forward had it, before any rounding)
+            c_new = load(cn, offs, mask)
+        gd, xhat, sa, sb = ln_sums(d_tc, c_new, gain(ln_c_w, 0, H, cols), mean_c, rstd_c)
         d_cn = ln_dx(gd, xhat, sa, sb, rstd_c, H)
     else:
         d_cn = d_tc
@@ -140,8 +168,6 @@ def lstm_backward(acts, cp, tc, cn, ln_c_w, cmean, crstd, q, carry, dy, drop, wh
     store(d, g4 + 2 * H, d_g, mask)
     store(d, g4 + 3 * H, d_o, mask)
     if LN_HH:
-        mean = tl.load(rmean + rows, mask=valid, other=0.0).to(tl.float32)
-        rstd = tl.load(rrstd + rows, mask=valid, other=0.0).to(tl.float32)
         gd_i, x_i, a_i, b_i = ln_sums(d_i, load(pre, g4, mask), gain(ln_hh, 0, H, cols),
                                       mean, rstd)
         gd_f, x_f, a_f, b_f = ln_sums(d_f, load(pre, g4 + H, mask), gain(ln_hh, 1, H, cols),
@@ -155,3 +181,32 @@ def lstm_backward(acts, cp, tc, cn, ln_c_w, cmean, crstd, q, carry, dy, drop, wh
         store(dpre, g4 + H, ln_dx(gd_f, x_f, sa, sb, rstd, n), mask)
         store(dpre, g4 + 2 * H, ln_dx(gd_g, x_g, sa, sb, rstd, n), mask)
         store(dpre, g4 + 3 * H, ln_dx(gd_o, x_o, sa, sb, rstd, n), mask)
+
+
+
+@triton.jit
+def _preactivations(xpre, ln_ih, bias, xmean, xrstd, pre, ln_hh, mean, rstd, rows, cols,
+                    valid, g4, mask, H, BIAS: tl.constexpr):
+    """The four gate pre-activations LN_ih(x W_ih^T) + b + LN_hh((h m) W_hh^T), as the
+    forward formed them, from the two norms' inputs and statistics."""
+    x_mean = tl.load(xmean + rows, mask=valid, other=0.0).to(tl.float32)
+    x_rstd = tl.load(xrstd + rows, mask=valid, other=0.0).to(tl.float32)
+    a_i = _preactivation(0, xpre, ln_ih, bias, x_mean, x_rstd, pre, ln_hh, mean, rstd,
+                         cols, g4, mask, H, BIAS)
+    a_f = _preactivation(1, xpre, ln_ih, bias, x_mean, x_rstd, pre, ln_hh, mean, rstd,
+                         cols, g4, mask, H, BIAS)
+    a_g = _preactivation(2, xpre, ln_ih, bias, x_mean, x_rstd, pre, ln_hh, mean, rstd,
+                         cols, g4, mask, H, BIAS)
+    a_o = _preactivation(3, xpre, ln_ih, bias, x_mean, x_rstd, pre, ln_hh, mean, rstd,
+                         cols, g4, mask, H, BIAS)
+    return a_i, a_f, a_g, a_o
+
+
+@triton.jit
+def _preactivation(k, xpre, ln_ih, bias, x_mean, x_rstd, pre, ln_hh, mean, rstd, cols, g4,
+                   mask, H, BIAS: tl.constexpr):
+    a = (gain(ln_ih, k, H, cols) * normed(load(xpre, g4 + k * H, mask), x_mean, x_rstd)
+         + gain(ln_hh, k, H, cols) * normed(load(pre, g4 + k * H, mask), mean, rstd))
+    if BIAS:
+        a += gain(bias, k, H, cols)
+    return a

@@ -33,7 +33,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from rnnkit.backends import _fused_gru, _fused_lstm, _fused_rnn
+from rnnkit.backends import _fused_gru, _fused_lstm, _fused_rnn, _triton_common
 from rnnkit.backends._fused_common import (
     AllRows,
     Recurrent,
@@ -176,10 +176,11 @@ def _save(ctx, r, saved: dict) -> None:
                    xpre=r.xpre, x_mean=r.x_mean, x_rstd=r.x_rstd, pre=r.rec.pre,
                    mean=r.rec.mean, rstd=r.rec.rstd, **r.w._asdict())
     ctx.floats = {}
+    compact = _triton_common.usable(r.x)  # the kernels read {0, 1} masks as bytes
     for name in _SETTLES:
         settle = getattr(r, name)
         if settle is not None and isinstance(settle.w, Tensor):
-            tensors[name] = settle.w
+            tensors[name] = settle.kept(compact)
         else:
             ctx.floats[name] = None if settle is None else settle.w
     ctx.mode, ctx.names = r.mode, tuple(tensors)
@@ -191,7 +192,8 @@ def _load(ctx) -> SimpleNamespace:
     r.w = Weights(*(getattr(r, f) for f in Weights._fields))
     for name in _SETTLES:
         w = ctx.floats[name] if name in ctx.floats else getattr(r, name)
-        setattr(r, name, None if name == "settle_c" and r.mode != "LSTM" else Settle(w))
+        setattr(r, name, None if name == "settle_c" and r.mode != "LSTM"
+                else Settle(w, dtype=r.x.dtype))
     r.rec = Recurrent(r.w.w_hh, r.w.ln_hh, r.drop, r.pre, r.mean, r.rstd)
     return r
 
@@ -206,11 +208,15 @@ def _recurrent_grads(r, need: dict):
     the input side (which may overwrite it) is formed."""
     w, rec, d = r.w, r.rec, r.d_rec
     d_ln_hh = dw_hh = db_hh = None
+    if w.b_hh is not None and need["b_hh"]:
+        db_hh = step_sum(d)
+    if w.ln_hh is not None and rec.dpre is None:  # the loop kept one step's ∂L/∂pre only
+        dw_hh, d_ln_hh = _normed_recurrent_grads(r, need["w_hh"], need["ln_hh"])
+        r.hprev = None
+        return dw_hh, db_hh, d_ln_hh
     if w.ln_hh is not None and need["ln_hh"]:
         d_ln_hh = ln_backward(d, rec.pre, rec.mean, rec.rstd, w.ln_hh, None,
                               (False, True, False))[1]
-    if w.b_hh is not None and need["b_hh"]:
-        db_hh = step_sum(d)
     if need["w_hh"]:
         dpre = d if w.ln_hh is None else rec.dpre
         dpre = dpre.reshape(-1, dpre.shape[-1])
@@ -228,6 +234,60 @@ def _recurrent_grads(r, need: dict):
     return dw_hh, db_hh, d_ln_hh
 
 
+#: :func:`_normed_recurrent_grads` recomputes ∂L/∂pre in this many pieces over time.
+PIECES = 8
+
+
+def _normed_recurrent_grads(r, need_w: bool, need_gain: bool):
+    """(δW_hh, δ LN_hh gain) when backward kept no ∂L/∂pre (``Recurrent.scratch_dpres``):
+    it is recomputed from ∂L/∂(the norm's output) ``r.d_rec`` through the norm's backward,
+    a few steps at a time, and each piece's product with the states that W_hh multiplied
+    summed, so at most 1/:data:`PIECES` of a (T, B, G) buffer exists at once."""
+    w, rec, d = r.w, r.rec, r.d_rec
+    T, B, G = d.shape
+    P = r.h0.shape[-1]
+    mask = (need_w, need_gain, False)
+    dw_hh = d_gain = None
+    if not (need_w or need_gain):
+        return dw_hh, d_gain
+    size = -(-T // PIECES)
+    for t0 in range(0, T, size):
+        t1 = min(T, t0 + size)
+        dpre, gain, _ = ln_backward(d[t0:t1], rec.pre[t0:t1], rec.mean[t0:t1],
+                                    rec.rstd[t0:t1], w.ln_hh, None, mask)
+        if need_gain:
+            d_gain = gain if d_gain is None else d_gain.add_(gain)
+        if not need_w:
+            continue
+        if r.mode == "GRU":
+            hm = r.hprev[t0:t1]
+        elif t0 == 0:
+            hm = torch.cat((r.h0.unsqueeze(0), r.hbuf[: t1 - 1]))
+        else:
+            hm = r.hbuf[t0 - 1 : t1 - 1]
+        if r.drop is not None:
+            hm = hm * r.drop  # what W_hh multiplied
+        part = dpre.reshape(-1, G).t() @ hm.reshape(-1, P)
+        dw_hh = part if dw_hh is None else dw_hh.add_(part)
+    return dw_hh, d_gain
+
+
+def _ln_backward_over(d: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, gain: Tensor,
+                      mask: tuple) -> Optional[Tensor]:
+    """A gain-only layer norm's backward with ∂x written over ``d`` (which must be this
+    backward's own buffer), :data:`PIECES` pieces of rows at a time; returns ∂gain."""
+    n, d_gain = d.shape[0], None
+    size = -(-n // PIECES)
+    for a in range(0, n, size):
+        b = min(n, a + size)
+        dx, gain_part, _ = ln_backward(d[a:b], x[a:b], mean[a:b], rstd[a:b], gain, None, mask)
+        if mask[1]:
+            d_gain = gain_part if d_gain is None else d_gain.add_(gain_part)
+        if mask[0]:
+            d[a:b].copy_(dx)
+    return d_gain
+
+
 def _input_grads(r, need: dict, db_hh: Optional[Tensor]):
     """(δx, δW_ih, δb_ih, δ LN_ih gain) as one product (or sum) each over all steps."""
     w, x = r.w, r.x
@@ -241,7 +301,10 @@ def _input_grads(r, need: dict, db_hh: Optional[Tensor]):
     d = d.view(T * B, -1)
     if w.ln_ih is not None:
         mask = (need["x"] or need["w_ih"], need["ln_ih"], False)
-        d, d_ln_ih, _ = ln_backward(d, r.xpre, r.x_mean, r.x_rstd, w.ln_ih, None, mask)
+        if _triton_common.usable(d):  # on a GPU memory is scarcer: no second (T, B, G)
+            d_ln_ih = _ln_backward_over(d, r.xpre, r.x_mean, r.x_rstd, w.ln_ih, mask)
+        else:
+            d, d_ln_ih, _ = ln_backward(d, r.xpre, r.x_mean, r.x_rstd, w.ln_ih, None, mask)
     dx = r.rows.linear(d, w.w_ih.t()).view(T, B, I) if need["x"] else None
     dw_ih = r.rows.tmm(d, x.reshape(T * B, I)) if need["w_ih"] else None
     return dx, dw_ih, db_ih, d_ln_ih
