@@ -166,6 +166,20 @@ def test_lstm_with_both_gate_norms_keeps_less_for_backward(launches):
     y.sum().backward()
 
 
+def test_lstm_kernels_normalise_the_input_share_themselves(launches, monkeypatch):
+    """With both gate norms the forward kernel normalises x W_ih^T step by step: no
+    layer norm over all steps at once, so no normalised (T, B, 4H) copy exists."""
+    from rnnkit.backends import fused
+
+    def no_norm(*args, **kwargs):
+        raise AssertionError("the input share was normalised outside the kernels")
+
+    monkeypatch.setattr(fused, "ln", no_norm)
+    ref, fast = _pair("LSTM", OPTIONS["everything"])
+    x, lengths = _x(), torch.tensor([2, 4, 1])
+    _assert_matches(_run(fast, x, lengths), _run(ref, x, lengths), 2e-5)
+
+
 @pytest.mark.parametrize("kind", LAYERS)
 def test_bf16_against_float32_reference(kind, launches):
     """bf16 in memory, float32 inside the kernels: within bf16's 8 bits of the float32

@@ -45,6 +45,9 @@ def forward(r) -> dict:
     tc = acts.new_empty(T, B, H) if keep and not recompute else None
     rmean, rrstd, (rmv, rrv) = common.stats(acts, T, B, keep, ln_hh)
     cmean, crstd, (cmv, crv) = common.stats(acts, T, B, keep, ln_c)
+    ln_ih = r.xpre is not None and r.x_mean is None  # acts is x W_ih^T: normalised here
+    xmean, xrstd, (xmv, xrv) = common.stats(acts, T, B, keep, ln_ih)
+    bias = _bias(w) if ln_ih else None
     drop = None if r.drop is None else r.drop.contiguous()
     h0, c0 = r.h0.contiguous(), r.c0.contiguous()
     hm = None if drop is None else h0 * drop  # h_t m, the product's left operand
@@ -56,16 +59,27 @@ def forward(r) -> dict:
         common.launch(
             lstm_forward, B, H, av[t], p, w.ln_hh, rmv[t], rrv[t], hv[t], cv[t], hv[t + 1],
             cv[t + 1], cnv[t], tcv[t], w.ln_c_weight, w.ln_c_bias, cmv[t], crv[t], drop, hm,
-            sh.views[t], sh.value, sc.views[t], sc.value, LN_EPS,
-            LN_HH=ln_hh, LN_C=ln_c, LN_C_BIAS=w.ln_c_bias is not None, SETTLE_H=sh.mode,
-            COLS_H=sh.cols, SETTLE_C=sc.mode, COLS_C=sc.cols, DROP=drop is not None, KEEP=keep,
+            sh.views[t], sh.value, sc.views[t], sc.value, w.ln_ih, bias, xmv[t], xrv[t],
+            LN_EPS, LN_IH=ln_ih, BIAS=bias is not None, LN_HH=ln_hh, LN_C=ln_c,
+            LN_C_BIAS=w.ln_c_bias is not None, SETTLE_H=sh.mode, COLS_H=sh.cols,
+            SETTLE_C=sc.mode, COLS_C=sc.cols, DROP=drop is not None, KEEP=keep,
             KEEP_ACTS=keep and not recompute)
     if ln_hh and keep:
         rec.mean, rec.rstd = rmean, rrstd
+    if ln_ih and keep:
+        r.x_mean, r.x_rstd = xmean.view(T * B, 1), xrstd.view(T * B, 1)
     keep_c = keep and ln_c
     return {"acts": None if recompute else acts, "c0": r.c0, "cbuf": r.cbuf, "cnew": cnew,
             "tc": tc, "otc": None,
             "c_mean": cmean if keep_c else None, "c_rstd": crstd if keep_c else None}
+
+
+def normalises_input(r) -> bool:
+    """Whether the forward kernel normalises the input share itself, step by step (and
+    keeps its statistics), instead of reading LN_ih(x W_ih^T) + b formed for all steps
+    at once: when backward :func:`recomputes`, which keeps x W_ih^T only, so the
+    normalised (T, B, 4H) copy is never needed."""
+    return usable(r) and recomputes(r)
 
 
 def recomputes(r) -> bool:

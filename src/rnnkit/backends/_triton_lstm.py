@@ -25,12 +25,15 @@ from rnnkit.backends._triton_ops import (
 
 @triton.jit
 def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, cn, tc, ln_c_w, ln_c_b,
-                 cmean, crstd, drop, hm, wh, wh_s, wc, wc_s, eps, B, H,
+                 cmean, crstd, drop, hm, wh, wh_s, wc, wc_s, ln_ih, bias, xmean, xrstd, eps, B,
+                 H, LN_IH: tl.constexpr, BIAS: tl.constexpr,
                  LN_HH: tl.constexpr, LN_C: tl.constexpr, LN_C_BIAS: tl.constexpr,
                  SETTLE_H: tl.constexpr, COLS_H: tl.constexpr, SETTLE_C: tl.constexpr,
                  COLS_C: tl.constexpr, DROP: tl.constexpr, KEEP: tl.constexpr,
                  KEEP_ACTS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
-    """a += LN(p) (else the product is already in a); i, f, g, o; c' = f c + i g;
+    """a = LN_ih(a) + b when ``LN_IH`` (``acts`` then holds x W_ih^T, read only, and the
+    norm's statistics are kept); a += LN(p) (else the product is already in a);
+    i, f, g, o; c' = f c + i g;
     h' = o tanh(LN_c(c')); h, c settled; h m for the next product. ``KEEP`` keeps the
     norms' statistics (and c' apart from c) for backward; ``KEEP_ACTS`` the activations
     and tanh(c̃) too (without it, backward recomputes them: ``lstm_backward``'s
@@ -43,6 +46,23 @@ def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, cn, tc, ln_c_w, 
     g4 = rows[:, None] * (4 * H) + cols[None, :]  # gate i of a (B, 4H) row; + k H for gate k
     a_i, a_f = load(acts, g4, mask), load(acts, g4 + H, mask)
     a_g, a_o = load(acts, g4 + 2 * H, mask), load(acts, g4 + 3 * H, mask)
+    if LN_IH:
+        x_mean = (tl.sum(a_i, 1) + tl.sum(a_f, 1) + tl.sum(a_g, 1) + tl.sum(a_o, 1)) / (4 * H)
+        x_var = (centred_sq(a_i, x_mean, mask) + centred_sq(a_f, x_mean, mask)
+                 + centred_sq(a_g, x_mean, mask) + centred_sq(a_o, x_mean, mask)) / (4 * H)
+        x_rstd = 1.0 / tl.sqrt(x_var + eps)
+        a_i = gain(ln_ih, 0, H, cols) * normed(a_i, x_mean, x_rstd)
+        a_f = gain(ln_ih, 1, H, cols) * normed(a_f, x_mean, x_rstd)
+        a_g = gain(ln_ih, 2, H, cols) * normed(a_g, x_mean, x_rstd)
+        a_o = gain(ln_ih, 3, H, cols) * normed(a_o, x_mean, x_rstd)
+        if BIAS:
+            a_i += gain(bias, 0, H, cols)
+            a_f += gain(bias, 1, H, cols)
+            a_g += gain(bias, 2, H, cols)
+            a_o += gain(bias, 3, H, cols)
+        if KEEP:
+            tl.store(xmean + rows, x_mean.to(xmean.dtype.element_ty), mask=valid)
+            tl.store(xrstd + rows, x_rstd.to(xrstd.dtype.element_ty), mask=valid)
     if LN_HH:
         p_i, p_f = load(prod, g4, mask), load(prod, g4 + H, mask)
         p_g, p_o = load(prod, g4 + 2 * H, mask), load(prod, g4 + 3 * H, mask)

@@ -33,7 +33,13 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from rnnkit.backends import _fused_gru, _fused_lstm, _fused_rnn, _triton_common
+from rnnkit.backends import (
+    _fused_gru,
+    _fused_lstm,
+    _fused_lstm_triton,
+    _fused_rnn,
+    _triton_common,
+)
 from rnnkit.backends._fused_common import (
     AllRows,
     Recurrent,
@@ -166,7 +172,10 @@ def _input_projection(r) -> None:
         acts = r.rows.linear(x2, w.w_ih, bias)
     else:
         r.xpre = r.rows.linear(x2, w.w_ih)  # (T·B, G)
-        acts, r.x_mean, r.x_rstd = ln(r.xpre, w.ln_ih, bias)
+        if r.mode == "LSTM" and _fused_lstm_triton.normalises_input(r):
+            acts = r.xpre  # the kernels normalise each step's share and keep the statistics
+        else:
+            acts, r.x_mean, r.x_rstd = ln(r.xpre, w.ln_ih, bias)
     r.acts = acts.view(T, B, -1)
 
 
