@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from rnnkit.backends import _fused_cpu
 from rnnkit.backends import _triton_common as common
 from rnnkit.backends._fused_common import ln_backward
 from rnnkit.cells._common import LN_EPS
@@ -79,7 +80,7 @@ def normalises_input(r) -> bool:
     keeps its statistics), instead of reading LN_ih(x W_ih^T) + b formed for all steps
     at once: when backward :func:`recomputes`, which keeps x W_ih^T only, so the
     normalised (T, B, 4H) copy is never needed."""
-    return usable(r) and recomputes(r)
+    return recomputes(r) and usable(r) and not _fused_cpu.usable(r)  # those come first
 
 
 def recomputes(r) -> bool:

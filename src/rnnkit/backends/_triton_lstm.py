@@ -81,15 +81,11 @@ def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, cn, tc, ln_c_w, 
     in_transform, out_gate = tanh(a_g), sigmoid(a_o)
     c_prev = load(cp, offs, mask)
     c_new = forget_gate * c_prev + in_gate * in_transform
+    mean_c, rstd_c = 0.0, 0.0
     if LN_C:
         mean_c = tl.sum(c_new, 1) / H
         rstd_c = 1.0 / tl.sqrt(centred_sq(c_new, mean_c, mask) / H + eps)
-        c_norm = gain(ln_c_w, 0, H, cols) * normed(c_new, mean_c, rstd_c)
-        if LN_C_BIAS:
-            c_norm += gain(ln_c_b, 0, H, cols)
-        t_c = tanh(c_norm)
-    else:
-        t_c = tanh(c_new)
+    t_c = _cell_tanh(c_new, ln_c_w, ln_c_b, mean_c, rstd_c, cols, H, LN_C, LN_C_BIAS)
     h_new = out_gate * t_c
     if SETTLE_H:
         h_new += settle_weight(wh, wh_s, rows, cols, mask, H, SETTLE_H, COLS_H) * (
@@ -140,6 +136,7 @@ def lstm_backward(acts, cp, tc, cn, ln_c_w, ln_c_b, cmean, crstd, q, carry, dy, 
     gh, gp = gradient_in(q, carry, dy, drop, wh, wh_s, offs, rows, cols, mask, H,
                          DROP, DY, SETTLE_H, COLS_H)
     store(carry, offs, gp, mask)
+    mean, rstd, mean_c, rstd_c = 0.0, 0.0, 0.0, 0.0
     if LN_HH:
         mean = tl.load(rmean + rows, mask=valid, other=0.0).to(tl.float32)
         rstd = tl.load(rrstd + rows, mask=valid, other=0.0).to(tl.float32)
@@ -151,13 +148,7 @@ def lstm_backward(acts, cp, tc, cn, ln_c_w, ln_c_b, cmean, crstd, q, carry, dy, 
                                      rstd, rows, cols, valid, g4, mask, H, BIAS)
         i, f, g, o = sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
         c_new = f * load(cp, offs, mask) + i * g
-        if LN_C:
-            c_norm = gain(ln_c_w, 0, H, cols) * normed(c_new, mean_c, rstd_c)
-            if LN_C_BIAS:
-                c_norm += gain(ln_c_b, 0, H, cols)
-            t_c = tanh(c_norm)
-        else:
-            t_c = tanh(c_new)
+        t_c = _cell_tanh(c_new, ln_c_w, ln_c_b, mean_c, rstd_c, cols, H, LN_C, LN_C_BIAS)
     else:
         i, f = load(acts, g4, mask), load(acts, g4 + H, mask)
         g, o = load(acts, g4 + 2 * H, mask), load(acts, g4 + 3 * H, mask)
@@ -202,6 +193,18 @@ def lstm_backward(acts, cp, tc, cn, ln_c_w, ln_c_b, cmean, crstd, q, carry, dy, 
         store(dpre, g4 + 2 * H, ln_dx(gd_g, x_g, sa, sb, rstd, n), mask)
         store(dpre, g4 + 3 * H, ln_dx(gd_o, x_o, sa, sb, rstd, n), mask)
 
+
+
+@triton.jit
+def _cell_tanh(c_new, ln_c_w, ln_c_b, mean_c, rstd_c, cols, H, LN_C: tl.constexpr,
+               LN_C_BIAS: tl.constexpr):
+    """tanh(LN_c(c')) given the cell norm's statistics, or tanh(c') without the norm."""
+    c_norm = c_new
+    if LN_C:
+        c_norm = gain(ln_c_w, 0, H, cols) * normed(c_new, mean_c, rstd_c)
+        if LN_C_BIAS:
+            c_norm += gain(ln_c_b, 0, H, cols)
+    return tanh(c_norm)
 
 
 @triton.jit
