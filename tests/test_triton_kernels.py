@@ -133,8 +133,9 @@ def test_no_grad_forward_keeps_nothing_and_equals_reference(kind, train, launche
 @pytest.mark.parametrize("kernels_in", ["forward", "backward"])
 @pytest.mark.parametrize("kind", LAYERS)
 def test_either_backward_runs_after_either_forward(kind, kernels_in, launches, monkeypatch):
-    """The kernels keep what the torch loops keep: the kernels' forward with the torch
-    loops' backward, and the other way round, still give the reference's gradients."""
+    """The kernels keep what the torch loops keep, or (the LSTM with both gate norms)
+    what ``_fused_lstm_triton.restore`` rebuilds it from: the kernels' forward with the
+    torch loops' backward, and the other way round, still give the reference's gradients."""
     ref, fast = _pair(kind, OPTIONS["everything"])
     x, lengths = _x(), torch.tensor([2, 4, 1])
     want = _run(ref, x, lengths)
