@@ -129,6 +129,13 @@ class Settle:
         return d.add_(g, alpha=1 - self.w)
 
 
+def input_bias(w, mode: str) -> Optional[Tensor]:
+    """The bias added to the input share of the gates: b_ih + b_hh (either may be
+    absent), b_ih alone for the GRU, whose b_hh stays inside its reset gate's product."""
+    biases = [b for b in (w.b_ih, None if mode == "GRU" else w.b_hh) if b is not None]
+    return sum(biases[1:], biases[0]) if biases else None
+
+
 def ln(x: Tensor, gain: Tensor, bias: Optional[Tensor] = None):
     """Layer norm over the last dim: (output, mean, rstd), with torch's fused kernel."""
     return torch.native_layer_norm(x, x.shape[-1:], gain, bias, LN_EPS)

@@ -22,7 +22,7 @@ import torch
 
 from rnnkit.backends import _fused_cpu
 from rnnkit.backends import _triton_common as common
-from rnnkit.backends._fused_common import ln_backward
+from rnnkit.backends._fused_common import input_bias, ln_backward
 from rnnkit.cells._common import LN_EPS
 
 
@@ -121,9 +121,9 @@ def _recompute_args(r, T: int, B: int, G: int):
 
 
 def _bias(w):
-    """b_ih + b_hh (either may be absent), as the forward's input share took them."""
-    biases = [b for b in (w.b_ih, w.b_hh) if b is not None]
-    return sum(biases[1:], biases[0]).contiguous() if biases else None
+    """The input share's bias, as one contiguous vector for the kernels."""
+    bias = input_bias(w, "LSTM")
+    return None if bias is None else bias.contiguous()
 
 
 def _views(buf, T: int) -> list:

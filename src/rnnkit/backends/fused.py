@@ -45,6 +45,7 @@ from rnnkit.backends._fused_common import (
     Recurrent,
     Settle,
     ValidRows,
+    input_bias,
     ln,
     ln_backward,
     step_sum,
@@ -165,8 +166,7 @@ def _input_projection(r) -> None:
     x, w = r.x, r.w
     T, B, I = x.shape
     x2 = x.reshape(T * B, I)
-    biases = [b for b in (w.b_ih, None if r.mode == "GRU" else w.b_hh) if b is not None]
-    bias = sum(biases[1:], biases[0]) if biases else None
+    bias = input_bias(w, r.mode)
     r.xpre = r.x_mean = r.x_rstd = None
     if w.ln_ih is None:
         acts = r.rows.linear(x2, w.w_ih, bias)

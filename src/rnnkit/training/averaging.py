@@ -58,4 +58,3 @@ class WeightAverage:
 
 def averaging(module: nn.Module, cfg: TrainConfig) -> Optional[WeightAverage]:
     return None if cfg.average == "off" else WeightAverage(module, cfg)
-
