@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from rnnkit.training import StopTraining
+    from rnnkit.training.distributed import exit_worker
 
     logging.basicConfig(level=logging.WARNING, format="rnnkit: %(message)s")
     parser = build_parser()
@@ -303,6 +303,14 @@ def main(argv=None) -> int:
         print(f"rnnkit {args.command}: error: unrecognized arguments: {' '.join(unknown)}{hint}",
               file=sys.stderr)
         return EXIT_USAGE
+    code = _run(args, overrides)
+    exit_worker(code)  # under torchrun: leave without the interpreter's teardown
+    return code
+
+
+def _run(args, overrides) -> int:
+    from rnnkit.training import StopTraining
+
     try:
         return args.func(args, overrides)
     except StopTraining as e:

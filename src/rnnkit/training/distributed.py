@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -19,6 +20,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 log = logging.getLogger(__name__)
+
+# whether this process joined a process group (a worker started by torchrun)
+_joined = False
 
 
 @dataclass
@@ -46,6 +50,8 @@ class Processes:
             torch.cuda.set_device(local_rank)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        global _joined
+        _joined = True
         return cls(dist.get_rank(), world, local_rank)
 
     def columns(self, batch_size: int) -> slice:
@@ -114,3 +120,22 @@ class Processes:
         """Leave the process group (torch warns at exit when a group is left open)."""
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def exit_worker(code: int) -> None:
+    """In a process that joined a process group, exit with ``code`` now, skipping the
+    interpreter's teardown; elsewhere do nothing.
+
+    DistributedDataParallel's reducer keeps the gloo process group alive after
+    ``destroy_process_group``, so its worker threads outlive the program. A worker still
+    dropping its last collective's tensors when the interpreter shuts down needs the
+    interpreter's lock, and the process aborts ("terminate called without an active
+    exception"): rarely, on a loaded machine, after a run that ended well. Everything
+    the run writes is closed by then (files are written whole), so only the standard
+    streams need flushing."""
+    if not _joined:
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
