@@ -50,6 +50,9 @@ class ModelConfig:
     num_layers: int = option(2, "stacked recurrent layers")
     dropout: float = option(0.0, "dropout on the embedding, between layers and on the "
                                  "output (Zaremba et al. 2014)")
+    embedding_dropout: float = option(0.0, "drop whole words: each batch, this share of "
+                                           "the vocabulary's embedding rows is zeroed "
+                                           "(Gal & Ghahramani 2016)")
     tie_weights: bool = option(False, "share the embedding with the output layer "
                                       "(needs embedding_size = hidden_size, or proj_size)")
     proj_size: int = option(0, "LSTM only: project h to this size (0: no projection)")
@@ -64,7 +67,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         positive(self, "embedding_size", "hidden_size", "num_layers")
         non_negative(self, "proj_size")
-        in_unit_interval(self, "dropout", "recurrent_dropout", "weight_drop", "zoneout")
+        in_unit_interval(self, "dropout", "embedding_dropout", "recurrent_dropout",
+                         "weight_drop", "zoneout")
         out = self.proj_size or self.hidden_size
         if self.tie_weights and out != self.embedding_size:
             raise ValueError(f"tie_weights needs embedding_size = {out} (the output size), "
@@ -95,6 +99,7 @@ class LanguageModel(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, cfg.embedding_size)
         self.drop = nn.Dropout(cfg.dropout)
+        self.embedding_dropout = cfg.embedding_dropout
         extra = {"nonlinearity": cfg.cell[4:]} if cfg.cell.startswith("rnn") else {}
         if cfg.cell == "lstm":
             extra.update(proj_size=cfg.proj_size, forget_bias=cfg.forget_bias)
@@ -114,6 +119,13 @@ class LanguageModel(nn.Module):
     def features(self, tokens: Tensor, state=None):
         """The last layer's outputs (T, B, P) and the new state, always a tuple."""
         x = self.drop(self.embed(tokens))  # (T, B, E)
+        p = self.embedding_dropout
+        if self.training and p:
+            # one draw per vocabulary row, not per position: a dropped word is dropped
+            # wherever it occurs in the batch (the rows kept are scaled by 1/(1-p))
+            keep = torch.empty(self.embed.num_embeddings, device=x.device)
+            keep = keep.bernoulli_(1 - p).div_(1 - p).to(x.dtype)
+            x = x * keep[tokens].unsqueeze(-1)
         hx = None if state is None else (state if len(state) == 2 else state[0])
         y, hx = self.rnn(x, hx)
         return self.drop(y), (tuple(hx) if isinstance(hx, tuple) else (hx,))
