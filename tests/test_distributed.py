@@ -145,3 +145,17 @@ def test_two_process_checkpoint_resumes_in_one_process(runs, tmp_path):
     assert [s for s, _, _ in a] == list(range(STEPS + 1, MORE + 1))
     _close([loss for _, loss, _ in a], [loss for _, loss, _ in b])
     _close([norm for _, _, norm in a], [norm for _, _, norm in b])
+
+
+def test_a_worker_exits_with_the_commands_code_and_its_message(tmp_path):
+    """A process that joined a process group leaves without the interpreter's teardown
+    (exit_worker): the exit code and what it printed must still come out."""
+    code = ("import sys, rnnkit.training.distributed as d; d._joined = True\n"
+            "from rnnkit.cli import main\n"
+            f"main(['eval', {str(tmp_path / 'missing')!r}])\n"
+            "print('not reached')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.startswith("rnnkit: error:") and "missing" in r.stderr
+    assert "not reached" not in r.stdout
