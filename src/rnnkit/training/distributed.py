@@ -126,8 +126,8 @@ def exit_worker(code: int) -> None:
     """In a process that joined a process group, exit with ``code`` now, skipping the
     interpreter's teardown; elsewhere do nothing.
 
-    DistributedDataParallel's reducer keeps the gloo process group alive after
-    ``destroy_process_group``, so its worker threads outlive the program. A worker still
+    Once a DistributedDataParallel has been built, the gloo process group's worker
+    threads outlive ``destroy_process_group`` (and the DDP itself). A worker still
     dropping its last collective's tensors when the interpreter shuts down needs the
     interpreter's lock, and the process aborts ("terminate called without an active
     exception"): rarely, on a loaded machine, after a run that ended well. Everything
