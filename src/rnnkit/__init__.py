@@ -5,9 +5,10 @@ from rnnkit.cells.minimal import MinGRUCell, MinLSTMCell
 from rnnkit.graphs import graphed
 from rnnkit.layers import GRU, LSTM, RNN
 from rnnkit.layers.crf import CRF
+from rnnkit.layers.dropout import Dropout
 from rnnkit.layers.minimal import MinGRU, MinLSTM
 
 __version__ = "0.1.0"
 
-__all__ = ["CRF", "GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM",
+__all__ = ["CRF", "Dropout", "GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM",
            "MinLSTMCell", "RNN", "RNNCell", "__version__", "graphed"]

@@ -20,6 +20,7 @@ from rnnkit import _checks
 from rnnkit.backends import BACKENDS
 from rnnkit.backends.spec import Masks
 from rnnkit.cells import Weights
+from rnnkit.layers.dropout import dropout_mask, keep_mask
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -183,7 +184,7 @@ class RecurrentBase(nn.Module):
         if self.weight_drop and self.training:
             # DropConnect on the recurrent matrix (Merity et al. 2017, arXiv:1708.02182):
             # one mask per forward call, shared by every time step.
-            w_hh = w_hh * _bernoulli_scaled(w_hh, self.weight_drop)
+            w_hh = w_hh * dropout_mask(w_hh, self.weight_drop)
         return Weights(get["weight_ih"], w_hh, get["bias_ih"], get["bias_hh"],
                        get["weight_hr"], get["ln_weight_ih"], get["ln_weight_hh"],
                        get["ln_weight_c"], get["ln_bias_c"])
@@ -196,8 +197,8 @@ class RecurrentBase(nn.Module):
         if self.recurrent_dropout:
             # Variational dropout (Gal & Ghahramani 2016, arXiv:1512.05287): one mask
             # per sequence, the same at every time step.
-            drop = _bernoulli_scaled(like.new_empty(batch, self.output_size),
-                                     self.recurrent_dropout)
+            drop = dropout_mask(like.new_empty(batch, self.output_size),
+                                self.recurrent_dropout)
         keep_h = _zoneout_mask((steps, batch, self.output_size), self.zoneout_h, like)
         keep_c = _zoneout_mask((steps, batch, self.hidden_size), self.zoneout_c, like)
         return Masks(drop, keep_h, keep_c)
@@ -214,16 +215,9 @@ class RecurrentBase(nn.Module):
         return s
 
 
-def _bernoulli_scaled(like: Tensor, p: float) -> Tensor:
-    """A {0, 1/(1-p)} mask shaped like ``like``: kept with probability 1-p."""
-    return torch.bernoulli(torch.full_like(like, 1.0 - p, requires_grad=False)) / (1.0 - p)
-
-
 def _zoneout_mask(shape: tuple[int, ...], p: float, like: Tensor):
-    """{0, 1} keep mask, 1 with probability p (``rand < p`` is faster than bernoulli)."""
-    if not p:
-        return 0.0
-    return (torch.rand(shape, device=like.device) < p).to(like.dtype)
+    """{0, 1} keep mask, 1 with probability p; 0.0 (nothing kept) when p is 0."""
+    return keep_mask(shape, p, dtype=like.dtype, device=like.device) if p else 0.0
 
 
 def _zoneout_pair(zoneout, mode: str) -> tuple[float, float]:

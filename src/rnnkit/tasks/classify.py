@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import in_unit_interval, non_negative, option, positive
+from rnnkit.layers.dropout import Dropout
 from rnnkit.layers.pooling import Pooling
 from rnnkit.tasks.classify_report import scores
 from rnnkit.tasks.lm import CELLS
@@ -110,7 +111,7 @@ class TextClassifier(nn.Module):
         self.embed = nn.Embedding(vocab_size, cfg.embedding_size)
         if cfg.embedding_std != 1.0:  # (1: as torch drew it, the same weights as before)
             nn.init.normal_(self.embed.weight, std=cfg.embedding_std)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         extra = {"nonlinearity": cfg.cell[4:]} if cfg.cell.startswith("rnn") else {}
         if cfg.cell == "lstm":
             extra.update(proj_size=cfg.proj_size, forget_bias=cfg.forget_bias)

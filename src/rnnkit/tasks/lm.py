@@ -21,6 +21,7 @@ from rnnkit.backends._matmul import linear_layer
 from rnnkit.config import in_unit_interval, non_negative, option, positive
 from rnnkit.data.streams import Window, batchify, windows
 from rnnkit.data.vocab import Vocab
+from rnnkit.layers.dropout import Dropout, dropout_mask
 from rnnkit.losses import cross_entropy
 from rnnkit.training.config import TrainConfig
 
@@ -98,7 +99,7 @@ class LanguageModel(nn.Module):
     def __init__(self, vocab_size: int, cfg: ModelConfig) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, cfg.embedding_size)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.embedding_dropout = cfg.embedding_dropout
         extra = {"nonlinearity": cfg.cell[4:]} if cfg.cell.startswith("rnn") else {}
         if cfg.cell == "lstm":
@@ -123,8 +124,7 @@ class LanguageModel(nn.Module):
         if self.training and p:
             # one draw per vocabulary row, not per position: a dropped word is dropped
             # wherever it occurs in the batch (the rows kept are scaled by 1/(1-p))
-            keep = torch.empty(self.embed.num_embeddings, device=x.device)
-            keep = keep.bernoulli_(1 - p).div_(1 - p).to(x.dtype)
+            keep = dropout_mask(x.new_empty(self.embed.num_embeddings), p)
             x = x * keep[tokens].unsqueeze(-1)
         hx = None if state is None else (state if len(state) == 2 else state[0])
         y, hx = self.rnn(x, hx)

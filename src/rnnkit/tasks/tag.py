@@ -28,6 +28,7 @@ from torch import Tensor, nn
 import rnnkit
 from rnnkit.config import in_unit_interval, non_negative, option, positive
 from rnnkit.layers.crf import CRF
+from rnnkit.layers.dropout import Dropout
 from rnnkit.training.config import TrainConfig
 
 CELLS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
@@ -142,7 +143,7 @@ class Tagger(nn.Module):
                                    bidirectional=True,
                                    dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
                                    backend=cfg.backend)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.head = nn.Linear(2 * cfg.hidden_size, n_tags)
         self.crf = CRF(n_tags) if cfg.crf else None
         self.word_dropout = cfg.word_dropout
