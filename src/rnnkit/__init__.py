@@ -10,5 +10,5 @@ from rnnkit.layers.minimal import MinGRU, MinLSTM
 
 __version__ = "0.1.0"
 
-__all__ = ["CRF", "Dropout", "GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM",
-           "MinLSTMCell", "RNN", "RNNCell", "__version__", "graphed"]
+__all__ = ["CRF", "Dropout", "GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinGRUCell",
+           "MinLSTM", "MinLSTMCell", "RNN", "RNNCell", "__version__", "graphed"]
