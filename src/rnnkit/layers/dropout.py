@@ -5,8 +5,8 @@ convert it to a float: about 12 ns an entry here, 3.5 ms for the (35, 20, 400) a
 of a word language model, as long as the layer's own arithmetic. :func:`keep_mask` instead
 cuts full-range 64-bit random integers into four 16-bit lanes and compares each with
 ``p * 2**16``: the same generator (``torch.manual_seed`` reproduces it), a quarter of
-the draws, and the probability exact to within 2**-16. On a GPU ``F.dropout``'s own
-kernel is already fast and is used as it is.
+the draws, and the probability exact to within 2**-16. On a GPU the draws are cheap:
+``torch.rand`` and ``F.dropout``'s own kernel are used as they are.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from rnnkit import _checks
 def keep_mask(shape: tuple[int, ...], p: float, *, dtype: torch.dtype,
               device: torch.device | str | None = None) -> Tensor:
     """A {0, 1} tensor of ``shape`` whose entries are 1 with probability ``p`` (to within
-    2**-16), independently."""
+    2**-16 on the CPU), independently. On other devices ``torch.rand(shape) < p``, which
+    is fast there and safe inside CUDA graph capture."""
+    if torch.device(device or "cpu").type != "cpu":  # one fast draw per entry there
+        return (torch.rand(shape, device=device) < p).to(dtype)
     threshold = round(p * 65536)
     if threshold >= 65536:
         return torch.ones(shape, dtype=dtype, device=device)
