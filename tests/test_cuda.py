@@ -159,3 +159,30 @@ def test_cudnn_takes_the_weights_as_they_are(kind, native):
         _assert_matches(_run(layer, x), _run(twin, x), 1e-5)
     layer.to(torch.float64)  # moved again: flattened again
     assert len({p.untyped_storage().data_ptr() for p in layer.parameters()}) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bf16"])
+def test_regularised_lstm_trains_in_no_more_memory_than_cudnn(dtype):
+    """bench_gpu.py's config (T=100, B=64, 512/512, a sum as the loss): a training step of
+    the layer-normalised LSTM with recurrent dropout and zoneout through ``fused`` peaks
+    no higher than one of cuDNN's plain LSTM (its weights flattened, as cuDNN wants them),
+    each measured above what its previous step left (parameters and their gradients)."""
+    steps, batch, size = 100, 64, 512
+    torch.manual_seed(0)
+    x = torch.randn(steps, batch, size, device="cuda", dtype=dtype, requires_grad=True)
+
+    def peak(layer):
+        for _ in range(2):  # the second step: the gradients and cuBLAS's workspace exist
+            x.grad = None
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            start = torch.cuda.memory_allocated()
+            layer(x)[0].sum().backward()
+            torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - start) / 2**20
+
+    cudnn = torch.nn.LSTM(size, size).to("cuda", dtype)
+    cudnn.flatten_parameters()
+    fused = rnnkit.LSTM(size, size, backend="fused", layer_norm=True, recurrent_dropout=0.25,
+                        zoneout=0.1).to("cuda", dtype)
+    assert peak(fused) <= peak(cudnn)

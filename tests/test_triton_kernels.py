@@ -152,19 +152,37 @@ def test_either_backward_runs_after_either_forward(kind, kernels_in, launches, m
 
 
 def test_lstm_with_both_gate_norms_keeps_less_for_backward(launches):
-    """The kernels' LSTM with layer norm and zoneout keeps, per direction, the two gate
-    norms' inputs and no activations (backward recomputes them), and the zoneout masks
-    as bytes; its gradients are the reference's (the tests above)."""
+    """The kernels' LSTM with layer norm and zoneout keeps, per direction, the input
+    norm's input x W_ih^T, no activations, no recurrent products and no c' apart from
+    the zoned-out state (backward recomputes them), and the zoneout masks as bytes; its
+    gradients are the reference's (the tests above)."""
     _, fast = _pair("LSTM", OPTIONS["everything"])
     kept = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
         y, _ = fast(_x())
     gates = [t for t in kept if t.numel() == T * B * 4 * H]
     masks = [t for t in kept if t.dtype == torch.uint8]
-    assert len(gates) == 2 * 2  # x W_ih^T and (h m) W_hh^T, two directions
+    states = [t for t in kept if t.shape == (T, B, H) and t.is_floating_point()]
+    assert len(gates) == 2  # x W_ih^T, two directions: (h m) W_hh^T is recomputed
+    assert len(states) == 2 * 2  # h and c: c' before zoneout is recomputed, not kept
     assert [tuple(m.shape) for m in masks] == [(T, B, H)] * 4  # keep_h, keep_c
     assert all(bool(((m == 0) | (m == 1)).all()) for m in masks)
     y.sum().backward()
+
+
+@pytest.mark.parametrize("steps", [11, 16])
+def test_lstm_recurrent_products_recomputed_piece_by_piece(steps, launches):
+    """Backward recomputes (h m) W_hh^T and sums δW_hh a piece of ceil(T / PIECES) steps
+    at a time: several steps a piece, the last one shorter where T is not a multiple."""
+    from rnnkit.backends._fused_common import PIECES
+
+    assert -(-steps // PIECES) > 1
+    ref, fast = _pair("LSTM", OPTIONS["everything"])
+    torch.manual_seed(1)
+    x = torch.randn(steps, B, I, requires_grad=True)
+    lengths = torch.tensor([steps, 3, steps - 2])
+    _assert_matches(_run(fast, x, lengths), _run(ref, x, lengths), 2e-5)
+    assert launches == {"lstm_forward": 2 * steps, "lstm_backward": 2 * steps}
 
 
 def test_lstm_kernels_normalise_the_input_share_themselves(launches, monkeypatch):
@@ -179,6 +197,63 @@ def test_lstm_kernels_normalise_the_input_share_themselves(launches, monkeypatch
     ref, fast = _pair("LSTM", OPTIONS["everything"])
     x, lengths = _x(), torch.tensor([2, 4, 1])
     _assert_matches(_run(fast, x, lengths), _run(ref, x, lengths), 2e-5)
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["time_first", "batch_first"])
+@pytest.mark.parametrize("kind", LAYERS)
+def test_output_gradient_read_where_it_lies(kind, batch_first, launches):
+    """The backward kernels read ∂L/∂y through its strides: a sum's gradient (every
+    stride 0) and a batch-first output's (rows T·H apart) give the reference's gradients
+    without a contiguous copy."""
+    ref, fast = _pair(kind, OPTIONS["everything"], batch_first=batch_first)
+    x = _x()
+    if batch_first:
+        x = x.detach().transpose(0, 1).requires_grad_()
+    got, want = (_sum_grads(layer, x) for layer in (fast, ref))
+    _assert_matches(got, want, 2e-5)
+    _assert_matches(_run(fast, x, None), _run(ref, x, None), 2e-5)
+    assert launches[f"{kind.lower()}_backward"] == 2 * 2 * T
+
+
+def _sum_grads(layer, x):
+    torch.manual_seed(7)
+    y, _ = layer(x)
+    return torch.autograd.grad(y.sum(), [x, *layer.parameters()])
+
+
+def test_lstm_cell_norm_with_zoneout_from_kept_activations(launches, monkeypatch):
+    """An LSTM whose gate pre-activations are not both normalised keeps its activations;
+    with the cell norm and zoneout on c, backward recomputes c' from them (the kept state
+    is not c'), in the kernels and in the torch loops after the kernels' forward."""
+    from rnnkit.backends import fused, reference
+    from rnnkit.backends.spec import Masks
+
+    torch.manual_seed(3)
+    G, D = 4 * H, torch.float64
+    w = Weights(*(torch.randn(*s, dtype=D).mul_(0.3).requires_grad_()
+                  for s in ((G, I), (G, H), (G,), (G,))),
+                ln_hh=torch.rand(G, dtype=D).add_(0.5).requires_grad_(),
+                ln_c_weight=torch.rand(H, dtype=D).add_(0.5).requires_grad_(),
+                ln_c_bias=torch.randn(H, dtype=D).requires_grad_())
+    x = torch.randn(T, B, I, dtype=D, requires_grad=True)
+    state = (torch.randn(B, H, dtype=D), torch.randn(B, H, dtype=D))
+    keep_c = (torch.rand(T, B, H) < 0.4).to(D)
+    leaves = [x, *(t for t in w if t is not None)]
+
+    def grads(run, dtype):
+        cast = lambda t: None if t is None else t.to(dtype)
+        y, (_, c) = run(cast(x), tuple(map(cast, state)), Weights(*map(cast, w)), "LSTM",
+                        Masks(None, 0.0, cast(keep_c)), None)
+        loss = (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum() + (c ** 2).sum()
+        return loss, leaves
+
+    want = torch.autograd.grad(*grads(reference.run_direction, D))
+    for backward_in in ("interpret", "0"):  # the kernels, then the torch loops
+        monkeypatch.setenv("RNNKIT_TRITON", "interpret")
+        loss, _ = grads(fused.run_direction, torch.float32)
+        monkeypatch.setenv("RNNKIT_TRITON", backward_in)
+        _assert_matches(torch.autograd.grad(loss, leaves), want, 2e-5)
+    assert launches == {"lstm_forward": 2 * T, "lstm_backward": T}
 
 
 @pytest.mark.parametrize("kind", LAYERS)

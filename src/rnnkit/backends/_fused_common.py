@@ -166,6 +166,23 @@ def steps(like: Tensor, T: int, shape: tuple[int, ...], keep: bool):
     return None, [like.new_empty(shape)] * T
 
 
+#: Backward passes that rebuild a (T, B, G) quantity do it in this many pieces over
+#: time, so that at most 1/PIECES of such a buffer exists at once.
+PIECES = 8
+
+
+def multiplied_states(r, t0: int, t1: int) -> Tensor:
+    """(t1 - t0, B, P): what W_hh multiplied at steps t0 … t1-1, h_{t-1} ⊙ m (h_{-1} = h_0),
+    from the kept states (the GRU's ``r.hprev``, else ``r.h0`` and ``r.hbuf``)."""
+    if r.mode == "GRU":
+        hm = r.hprev[t0:t1]
+    elif t0 == 0:
+        hm = torch.cat((r.h0.unsqueeze(0), r.hbuf[: t1 - 1]))
+    else:
+        hm = r.hbuf[t0 - 1 : t1 - 1]
+    return hm if r.drop is None else hm * r.drop
+
+
 def stack_stats(means: list, rstds: list):
     """Per-step layer-norm statistics, stacked to (T, B, 1) each."""
     return torch.stack(means), torch.stack(rstds)
@@ -176,8 +193,9 @@ class Recurrent:
     step at a time, and its gradient.
 
     Forward keeps the layer norm's input ``pre`` (T, B, G) and statistics when layer
-    norm is on; backward keeps ∂L/∂pre in ``dpre`` for the weight gradient after the loop
-    (or, with :meth:`scratch_dpres`, only one step's at a time).
+    norm is on (or the statistics only, ``keep_pre=False``, for a backward that
+    recomputes the products); backward keeps ∂L/∂pre in ``dpre`` for the weight gradient
+    after the loop (or, with :meth:`scratch_dpres`, only one step's at a time).
     """
 
     def __init__(self, w_hh: Tensor, gain: Optional[Tensor], drop: Optional[Tensor],
@@ -186,7 +204,8 @@ class Recurrent:
         self.pre, self.mean, self.rstd = pre, mean, rstd
         self.back: Optional[Fixed] = None
 
-    def start_forward(self, like: Tensor, keep: bool, bias: Optional[Tensor] = None) -> None:
+    def start_forward(self, like: Tensor, keep: bool, bias: Optional[Tensor] = None,
+                      keep_pre: Optional[bool] = None) -> None:
         T, B = like.shape[:2]
         G, P = self.w_hh.shape
         self.prod = Fixed(self.w_hh, B, T)  # (h ⊙ m) ↦ (h ⊙ m) W_hh^T, (B, P) -> (B, G)
@@ -195,7 +214,7 @@ class Recurrent:
         self.out = like.new_empty(B, G)
         self.means, self.rstds = [], []
         if self.gain is not None:
-            self.pre, self.pres = steps(like, T, (B, G), keep)
+            self.pre, self.pres = steps(like, T, (B, G), keep if keep_pre is None else keep_pre)
 
     def _masked(self, h: Tensor) -> Tensor:
         return h if self.drop is None else torch.mul(h, self.drop, out=self.hm)
@@ -237,7 +256,7 @@ class Recurrent:
         self.back, self.steps = None, steps
         self.dpre = self.dpres = None
         if self.gain is not None:
-            self.pres = self.pre.unbind(0)
+            self.pres = None if self.pre is None else self.pre.unbind(0)
             self.means, self.rstds = self.mean.unbind(0), self.rstd.unbind(0)
 
     def keep_dpre(self) -> Tensor:

@@ -105,7 +105,7 @@ def _factors(r):
 def backward(r, dy, dh, dc) -> None:
     """Set ``r.d_rec`` (T, B, 4H), ``r.dh0``, ``r.dc0`` and the projection and
     cell-norm gradients."""
-    if r.acts is None and not _fused_lstm_triton.usable(r):  # the kernels recomputed them
+    if not _fused_lstm_triton.usable(r):  # what the kernels' forward may not have kept
         _fused_lstm_triton.restore(r)
     if _fused_cpu.usable(r):
         return _fused_lstm_cpu.backward(r, dy, dh, dc)

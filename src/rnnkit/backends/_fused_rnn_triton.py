@@ -61,15 +61,15 @@ def backward(r, dy, dh) -> None:
     carry = dh.contiguous().clone()  # the final state's gradient, then the settle share
     q = torch.zeros_like(carry)  # the last backward product: none yet
     drop = None if r.drop is None else r.drop.contiguous()
-    dyv = [None] * T if dy is None else dy.contiguous().unbind(0)
+    dyv, dy_sb, dy_sh = common.output_grad(dy, T)
     av, Dv = acts.unbind(0), D.unbind(0)
     pre, rmv, rrv, dprev = ((rec.pres, rec.means, rec.rstds, rec.scratch_dpres(B)) if ln_hh
                             else ([None] * T,) * 4)
     product = rec.backward_product(B)
     for t in range(T - 1, -1, -1):
         common.launch(
-            rnn_backward, B, H, av[t], q, carry, dyv[t], drop, settle.views[t], settle.value,
-            Dv[t], pre[t], w.ln_hh, rmv[t], rrv[t], dprev[t], LN_HH=ln_hh,
+            rnn_backward, B, H, av[t], q, carry, dyv[t], dy_sb, dy_sh, drop, settle.views[t],
+            settle.value, Dv[t], pre[t], w.ln_hh, rmv[t], rrv[t], dprev[t], LN_HH=ln_hh,
             RELU=r.mode == "RNN_RELU", SETTLE=settle.mode, COLS=settle.cols,
             DROP=drop is not None, DY=dy is not None)
         q = product(dprev[t] if ln_hh else Dv[t])  # δh_{t-1} before the mask

@@ -83,6 +83,16 @@ class SettleArgs:
             self.value, self.mode = float(w), 1
 
 
+def output_grad(dy: Optional[Tensor], T: int):
+    """The output gradient (T, B, H) for the backward kernels, read where it lies: its
+    per-step views and its row and column strides (None and zeros when there is none).
+    A ``sum()`` loss gives all strides 0 and a batch-first output steps of T·H between
+    rows; a contiguous copy would cost a (T, B, H) buffer at the backward's peak."""
+    if dy is None:
+        return [None] * T, 0, 0
+    return dy.unbind(0), dy.stride(1), dy.stride(2)
+
+
 @lru_cache(maxsize=None)
 def stats_dtype(dtype: torch.dtype, device_type: str) -> torch.dtype:
     """The dtype torch's layer norm gives its mean and rstd on this device, so the torch

@@ -69,9 +69,9 @@ def gru_forward(acts, prod, b_hh, ln_hh, rmean, rrstd, hp, h, hn, drop, hm, wh, 
 
 
 @triton.jit
-def gru_backward(acts, hn, hp, q, carry, dy, drop, wh, wh_s, d, dn, pre, ln_hh, rmean, rrstd,
-                 dpre, B, H, LN_HH: tl.constexpr, SETTLE: tl.constexpr, COLS: tl.constexpr,
-                 DROP: tl.constexpr, DY: tl.constexpr,
+def gru_backward(acts, hn, hp, q, carry, dy, dy_sb, dy_sh, drop, wh, wh_s, d, dn, pre, ln_hh,
+                 rmean, rrstd, dpre, B, H, LN_HH: tl.constexpr, SETTLE: tl.constexpr,
+                 COLS: tl.constexpr, DROP: tl.constexpr, DY: tl.constexpr,
                  BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
     """δn = δh' (1 - z) tanh'(n) (the input side's n part, into ``dn``); δr, δz, δh_n
     (the recurrent side, into ``d``); the carry δh' z + the settle share."""
@@ -81,7 +81,7 @@ def gru_backward(acts, hn, hp, q, carry, dy, drop, wh, wh_s, d, dn, pre, ln_hh, 
     mask = valid[:, None] & (cols < H)[None, :]
     offs = rows[:, None] * H + cols[None, :]
     g3 = rows[:, None] * (3 * H) + cols[None, :]
-    gh, gp = gradient_in(q, carry, dy, drop, wh, wh_s, offs, rows, cols, mask, H,
+    gh, gp = gradient_in(q, carry, dy, dy_sb, dy_sh, drop, wh, wh_s, offs, rows, cols, mask, H,
                          DROP, DY, SETTLE, COLS)
     r, z, n = load(acts, g3, mask), load(acts, g3 + H, mask), load(acts, g3 + 2 * H, mask)
     store(carry, offs, gp + gh * z, mask)

@@ -9,6 +9,7 @@ import triton
 import triton.language as tl
 
 from rnnkit.backends._triton_ops import (
+    accumulate,
     centred_sq,
     gain,
     gradient_in,
@@ -24,7 +25,7 @@ from rnnkit.backends._triton_ops import (
 
 
 @triton.jit
-def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, cn, tc, ln_c_w, ln_c_b,
+def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, tc, ln_c_w, ln_c_b,
                  cmean, crstd, drop, hm, wh, wh_s, wc, wc_s, ln_ih, bias, xmean, xrstd, eps, B,
                  H, LN_IH: tl.constexpr, BIAS: tl.constexpr,
                  LN_HH: tl.constexpr, LN_C: tl.constexpr, LN_C_BIAS: tl.constexpr,
@@ -35,9 +36,9 @@ def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, cn, tc, ln_c_w, 
     norm's statistics are kept); a += LN(p) (else the product is already in a);
     i, f, g, o; c' = f c + i g;
     h' = o tanh(LN_c(c')); h, c settled; h m for the next product. ``KEEP`` keeps the
-    norms' statistics (and c' apart from c) for backward; ``KEEP_ACTS`` the activations
-    and tanh(c̃) too (without it, backward recomputes them: ``lstm_backward``'s
-    ``RECOMPUTE``)."""
+    norms' statistics for backward; ``KEEP_ACTS`` the activations and tanh(c̃) too
+    (without it, backward recomputes them: ``lstm_backward``'s ``RECOMPUTE``). c' is
+    never kept apart from the settled c: backward recomputes it from f, c, i and g."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     cols = tl.arange(0, BLOCK_H)
     valid = rows < B
@@ -101,8 +102,6 @@ def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, cn, tc, ln_c_w, 
     if KEEP and LN_C:  # what backward reads
         tl.store(cmean + rows, mean_c.to(cmean.dtype.element_ty), mask=valid)
         tl.store(crstd + rows, rstd_c.to(crstd.dtype.element_ty), mask=valid)
-        if SETTLE_C:  # c' apart from the state, for the cell norm's gain gradient
-            store(cn, offs, c_new, mask)
     if KEEP_ACTS:
         store(acts, g4, in_gate, mask)
         store(acts, g4 + H, forget_gate, mask)
@@ -112,28 +111,34 @@ def lstm_forward(acts, prod, ln_hh, rmean, rrstd, hp, cp, h, c, cn, tc, ln_c_w, 
 
 
 @triton.jit
-def lstm_backward(acts, cp, tc, cn, ln_c_w, ln_c_b, cmean, crstd, q, carry, dy, drop, wh,
-                  wh_s, wc, wc_s, dc, d, dtc, pre, ln_hh, rmean, rrstd, dpre, xpre, ln_ih,
+def lstm_backward(acts, cp, tc, cn, ln_c_w, ln_c_b, cmean, crstd, q, carry, dy, dy_sb, dy_sh,
+                  drop, wh, wh_s, wc, wc_s, dc, d, gw_c, gb_c, pre, ln_hh, rmean, rrstd, dpre,
+                  gw_hh, xpre, ln_ih,
                   bias, xmean, xrstd, B, H,
                   LN_HH: tl.constexpr, LN_C: tl.constexpr, LN_C_BIAS: tl.constexpr,
                   SETTLE_H: tl.constexpr, COLS_H: tl.constexpr, SETTLE_C: tl.constexpr,
                   COLS_C: tl.constexpr, DROP: tl.constexpr, DY: tl.constexpr,
                   RECOMPUTE: tl.constexpr, BIAS: tl.constexpr,
                   BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
-    """δo, δ(LN_c output) (kept for the cell norm's gain), δc' through LN_c and the
-    carried δc, δi, δf, δg, δc for step t-1; through LN_hh into ``dpre``.
+    """δo, δ(LN_c output), δc' through LN_c and the carried δc, δi, δf, δg, δc for step
+    t-1; through LN_hh into ``dpre``. The norms' gain (and bias) gradients are summed
+    over the steps row by row, float32, each program its own rows: the cell norm's in
+    ``gw_c`` and ``gb_c`` (B, H), the recurrent norm's in ``gw_hh`` (B, 4H); the caller
+    sums over the rows. So no (T, B, ·) buffer of their inputs' gradients is needed.
 
     ``RECOMPUTE`` (both gate norms on): the activations and tanh(c̃) were not kept; they
     are recomputed here, with c', from the two norms' inputs ``xpre`` and ``pre`` and
     their statistics, which backward keeps anyway: a (T, B, 4H) and a (T, B, H) buffer
-    less in memory for a few more loads and exponentials."""
+    less in memory for a few more loads and exponentials. Without it c' is recomputed
+    from the kept activations where zoneout on c made the kept state differ from it, and
+    read from ``cn`` (the state) where it does not."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     cols = tl.arange(0, BLOCK_H)
     valid = rows < B
     mask = valid[:, None] & (cols < H)[None, :]
     offs = rows[:, None] * H + cols[None, :]
     g4 = rows[:, None] * (4 * H) + cols[None, :]
-    gh, gp = gradient_in(q, carry, dy, drop, wh, wh_s, offs, rows, cols, mask, H,
+    gh, gp = gradient_in(q, carry, dy, dy_sb, dy_sh, drop, wh, wh_s, offs, rows, cols, mask, H,
                          DROP, DY, SETTLE_H, COLS_H)
     store(carry, offs, gp, mask)
     mean, rstd, mean_c, rstd_c = 0.0, 0.0, 0.0, 0.0
@@ -156,11 +161,16 @@ def lstm_backward(acts, cp, tc, cn, ln_c_w, ln_c_b, cmean, crstd, q, carry, dy, 
     d_o = gh * t_c * o * (1.0 - o)
     d_tc = gh * o * (1.0 - t_c * t_c)
     if LN_C:
-        store(dtc, offs, d_tc, mask)
         if not RECOMPUTE:  # (recomputed: c' as the forward had it, before any rounding)
-            c_new = load(cn, offs, mask)
+            if SETTLE_C:  # the kept state is not c'
+                c_new = f * load(cp, offs, mask) + i * g
+            else:
+                c_new = load(cn, offs, mask)
         gd, xhat, sa, sb = ln_sums(d_tc, c_new, gain(ln_c_w, 0, H, cols), mean_c, rstd_c)
         d_cn = ln_dx(gd, xhat, sa, sb, rstd_c, H)
+        accumulate(gw_c, offs, d_tc * xhat, mask)
+        if LN_C_BIAS:
+            accumulate(gb_c, offs, d_tc, mask)
     else:
         d_cn = d_tc
     dc_next = load(dc, offs, mask)
@@ -187,6 +197,10 @@ def lstm_backward(acts, cp, tc, cn, ln_c_w, ln_c_b, cmean, crstd, q, carry, dy, 
                                       gain(ln_hh, 2, H, cols), mean, rstd)
         gd_o, x_o, a_o, b_o = ln_sums(d_o, load(pre, g4 + 3 * H, mask),
                                       gain(ln_hh, 3, H, cols), mean, rstd)
+        accumulate(gw_hh, g4, d_i * x_i, mask)
+        accumulate(gw_hh, g4 + H, d_f * x_f, mask)
+        accumulate(gw_hh, g4 + 2 * H, d_g * x_g, mask)
+        accumulate(gw_hh, g4 + 3 * H, d_o * x_o, mask)
         sa, sb, n = a_i + a_f + a_g + a_o, b_i + b_f + b_g + b_o, 4 * H
         store(dpre, g4, ln_dx(gd_i, x_i, sa, sb, rstd, n), mask)
         store(dpre, g4 + H, ln_dx(gd_f, x_f, sa, sb, rstd, n), mask)

@@ -47,6 +47,12 @@ def store(ptr, offs, x, mask):
 
 
 @triton.jit
+def accumulate(ptr, offs, x, mask):
+    """``ptr[offs] += x``, float32: a sum over the steps, each program its own rows."""
+    tl.store(ptr + offs, tl.load(ptr + offs, mask=mask, other=0.0) + x, mask=mask)
+
+
+@triton.jit
 def gain(ptr, k, H, cols):
     """Gate k's slice of a (G·H) layer-norm gain or bias, as a (1, BLOCK_H) row."""
     return tl.load(ptr + k * H + cols, mask=cols < H, other=0.0).to(tl.float32)[None, :]
@@ -90,16 +96,18 @@ def settle_weight(w_ptr, w_s, rows, cols, mask, H, SETTLE: tl.constexpr, COLS: t
 
 
 @triton.jit
-def gradient_in(q, carry, dy, drop, wh, wh_s, offs, rows, cols, mask, H,
+def gradient_in(q, carry, dy, dy_sb, dy_sh, drop, wh, wh_s, offs, rows, cols, mask, H,
                 DROP: tl.constexpr, DY: tl.constexpr, SETTLE: tl.constexpr, COLS: tl.constexpr):
     """(δh', g_prev): ∂L/∂h_t split between the new state and, through the settle
-    weight, the previous one (zero when nothing settles)."""
+    weight, the previous one (zero when nothing settles). ``dy`` is read through its
+    strides (``dy_sb`` between rows, ``dy_sh`` between columns), so the gradient of a
+    sum (all strides 0) or of a batch-first output needs no contiguous copy."""
     g = load(q, offs, mask)
     if DROP:
         g *= load(drop, offs, mask)
     g += load(carry, offs, mask)
     if DY:
-        g += load(dy, offs, mask)
+        g += load(dy, rows[:, None] * dy_sb + cols[None, :] * dy_sh, mask)
     if SETTLE:
         gp = g * settle_weight(wh, wh_s, rows, cols, mask, H, SETTLE, COLS)
     else:

@@ -50,8 +50,8 @@ def rnn_forward(acts, prod, ln_hh, rmean, rrstd, hp, h, drop, hm, wh, wh_s, eps,
 
 
 @triton.jit
-def rnn_backward(acts, q, carry, dy, drop, wh, wh_s, d, pre, ln_hh, rmean, rrstd, dpre, B, H,
-                 LN_HH: tl.constexpr, RELU: tl.constexpr, SETTLE: tl.constexpr,
+def rnn_backward(acts, q, carry, dy, dy_sb, dy_sh, drop, wh, wh_s, d, pre, ln_hh, rmean, rrstd,
+                 dpre, B, H, LN_HH: tl.constexpr, RELU: tl.constexpr, SETTLE: tl.constexpr,
                  COLS: tl.constexpr, DROP: tl.constexpr, DY: tl.constexpr,
                  BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
     """δ(pre-activation) = δh' φ'; through LN_hh into ``dpre`` for the product."""
@@ -59,7 +59,7 @@ def rnn_backward(acts, q, carry, dy, drop, wh, wh_s, d, pre, ln_hh, rmean, rrstd
     cols = tl.arange(0, BLOCK_H)
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     offs = rows[:, None] * H + cols[None, :]
-    gh, gp = gradient_in(q, carry, dy, drop, wh, wh_s, offs, rows, cols, mask, H,
+    gh, gp = gradient_in(q, carry, dy, dy_sb, dy_sh, drop, wh, wh_s, offs, rows, cols, mask, H,
                          DROP, DY, SETTLE, COLS)
     store(carry, offs, gp, mask)
     y = load(acts, offs, mask)

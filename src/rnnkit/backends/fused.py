@@ -41,6 +41,7 @@ from rnnkit.backends import (
     _triton_common,
 )
 from rnnkit.backends._fused_common import (
+    PIECES,
     AllRows,
     Recurrent,
     Settle,
@@ -48,6 +49,7 @@ from rnnkit.backends._fused_common import (
     input_bias,
     ln,
     ln_backward,
+    multiplied_states,
     step_sum,
 )
 from rnnkit.backends.spec import Masks, State
@@ -121,7 +123,9 @@ class _FusedDirection(torch.autograd.Function):
         r.settle_c = Settle.of(keep_c, valid, x) if mode == "LSTM" else None
         ctx.rows = r.rows = ValidRows.of(valid)  # the products over all steps skip padding
         _input_projection(r)
-        r.rec.start_forward(r.acts, keep, w.b_hh if mode == "GRU" else None)
+        # the LSTM kernels that normalise the input share recompute the recurrent one too
+        keep_pre = keep and not (mode == "LSTM" and _fused_lstm_triton.normalises_input(r))
+        r.rec.start_forward(r.acts, keep, w.b_hh if mode == "GRU" else None, keep_pre)
         saved = _CELLS[mode].forward(r)
         r.rec.finish_forward()
         y = r.hbuf if valid is None else r.hbuf * valid  # outputs past the end are zero
@@ -219,6 +223,8 @@ def _recurrent_grads(r, need: dict):
     d_ln_hh = dw_hh = db_hh = None
     if w.b_hh is not None and need["b_hh"]:
         db_hh = step_sum(d)
+    if getattr(r, "d_ln_hh", None) is not None:  # the loop summed them as it went
+        return r.d_w_hh, db_hh, r.d_ln_hh
     if w.ln_hh is not None and rec.dpre is None:  # the loop kept one step's ∂L/∂pre only
         dw_hh, d_ln_hh = _normed_recurrent_grads(r, need["w_hh"], need["ln_hh"])
         r.hprev = None
@@ -243,10 +249,6 @@ def _recurrent_grads(r, need: dict):
     return dw_hh, db_hh, d_ln_hh
 
 
-#: :func:`_normed_recurrent_grads` recomputes ∂L/∂pre in this many pieces over time.
-PIECES = 8
-
-
 def _normed_recurrent_grads(r, need_w: bool, need_gain: bool):
     """(δW_hh, δ LN_hh gain) when backward kept no ∂L/∂pre (``Recurrent.scratch_dpres``):
     it is recomputed from ∂L/∂(the norm's output) ``r.d_rec`` through the norm's backward,
@@ -268,16 +270,10 @@ def _normed_recurrent_grads(r, need_w: bool, need_gain: bool):
             d_gain = gain if d_gain is None else d_gain.add_(gain)
         if not need_w:
             continue
-        if r.mode == "GRU":
-            hm = r.hprev[t0:t1]
-        elif t0 == 0:
-            hm = torch.cat((r.h0.unsqueeze(0), r.hbuf[: t1 - 1]))
-        else:
-            hm = r.hbuf[t0 - 1 : t1 - 1]
-        if r.drop is not None:
-            hm = hm * r.drop  # what W_hh multiplied
-        part = dpre.reshape(-1, G).t() @ hm.reshape(-1, P)
-        dw_hh = part if dw_hh is None else dw_hh.add_(part)
+        hm = multiplied_states(r, t0, t1).reshape(-1, P)
+        dpre = dpre.reshape(-1, G)
+        dw_hh = dpre.t() @ hm if dw_hh is None else dw_hh.addmm_(dpre.t(), hm)
+        del dpre, hm  # before the next piece's are formed
     return dw_hh, d_gain
 
 
@@ -294,6 +290,7 @@ def _ln_backward_over(d: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, gain: Te
             d_gain = gain_part if d_gain is None else d_gain.add_(gain_part)
         if mask[0]:
             d[a:b].copy_(dx)
+        del dx  # before the next piece's is formed
     return d_gain
 
 
