@@ -185,6 +185,32 @@ def test_lstm_recurrent_products_recomputed_piece_by_piece(steps, launches):
     assert launches == {"lstm_forward": 2 * steps, "lstm_backward": 2 * steps}
 
 
+def test_lstm_stacked_batch_first_with_states_and_lengths(launches):
+    """Two bidirectional layers with every extra and dropout between them, batch first,
+    initial states and lengths, over pieces of two steps: the reference's outputs, final
+    states and gradients (inputs, initial states, every weight)."""
+    kw = dict(OPTIONS["everything"], zoneout=(0.2, 0.3), dropout=0.25, batch_first=True,
+              bidirectional=True)
+    torch.manual_seed(0)
+    ref = rnnkit.LSTM(I, H, 2, backend="reference", **kw)
+    fast = rnnkit.LSTM(I, H, 2, backend="fused", **kw)
+    fast.load_state_dict(ref.state_dict())
+    steps = 13
+    x = torch.randn(B, steps, I, requires_grad=True)
+    h0 = tuple(torch.randn(4, B, H, requires_grad=True) for _ in range(2))
+    lengths = torch.tensor([steps, 6, 9])
+
+    def run(layer):
+        torch.manual_seed(5)
+        y, (h, c) = layer(x, h0, lengths=lengths)
+        loss = (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum() + (h ** 2).sum() \
+            + (c ** 3).sum()
+        return [y, h, c, *torch.autograd.grad(loss, [x, *h0, *layer.parameters()])]
+
+    _assert_matches(run(fast), run(ref), 2e-5)
+    assert launches == {"lstm_forward": 4 * steps, "lstm_backward": 4 * steps}
+
+
 def test_lstm_kernels_normalise_the_input_share_themselves(launches, monkeypatch):
     """With both gate norms the forward kernel normalises x W_ih^T step by step: no
     layer norm over all steps at once, so no normalised (T, B, 4H) copy exists."""
