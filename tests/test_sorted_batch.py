@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.backends import _fused_common, fused
-from rnnkit.backends._fused_common import AllRows, ValidRows
+from rnnkit.backends import _rows, fused
+from rnnkit.backends._rows import AllRows, ValidRows
 from rnnkit.layers import run
 
 D = torch.float64
@@ -81,7 +81,7 @@ def rowwise(request, monkeypatch):
     """Products over the valid rows as chosen by their cost, or always (at these tiny
     widths they would take all rows)."""
     if request.param == "rowwise always":
-        monkeypatch.setattr(_fused_common, "ROWWISE_WORTH", 0)
+        monkeypatch.setattr(_rows, "ROWWISE_WORTH", 0)
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
@@ -147,7 +147,7 @@ def test_valid_rows_only_for_a_sorted_batch_with_enough_padding():
 
 @pytest.mark.parametrize("lengths", [[9, 9, 6, 4, 4, 1], [5, 5, 5, 5, 5, 5], [9, 3, 1, 1, 1, 1]])
 def test_valid_row_products_equal_the_products_over_all_rows(lengths, monkeypatch):
-    monkeypatch.setattr(_fused_common, "ROWWISE_WORTH", 0)
+    monkeypatch.setattr(_rows, "ROWWISE_WORTH", 0)
     valid = _valid(torch.tensor(lengths))
     rows = ValidRows.of(valid)
     assert isinstance(rows, ValidRows)

@@ -42,16 +42,15 @@ from rnnkit.backends import (
 )
 from rnnkit.backends._fused_common import (
     PIECES,
-    AllRows,
     Recurrent,
     Settle,
-    ValidRows,
     input_bias,
     ln,
     ln_backward,
     multiplied_states,
     step_sum,
 )
+from rnnkit.backends._rows import AllRows, ValidRows
 from rnnkit.backends.spec import Masks, State
 from rnnkit.cells import Weights
 
