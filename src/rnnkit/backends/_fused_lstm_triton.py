@@ -101,8 +101,7 @@ def restore(r) -> None:
     need_cnew = r.cnew is None and w.ln_c_weight is not None and r.settle_c.w is not None
     if r.acts is not None:
         if need_cnew:
-            i, f, g, _ = r.acts.chunk(4, dim=-1)
-            r.cnew = torch.addcmul(i * g, f, _previous_cells(r))
+            r.cnew = _cell_input(r, *r.acts.chunk(4, dim=-1)[:3])
         return
     T, B = r.x.shape[:2]
     G = w.w_hh.shape[0]
@@ -117,7 +116,7 @@ def restore(r) -> None:
         a += bias
     i, f, g, o = a.chunk(4, dim=-1)
     i.sigmoid_(), f.sigmoid_(), g.tanh_(), o.sigmoid_()
-    c_new = f * _previous_cells(r) + i * g
+    c_new = _cell_input(r, i, f, g)
     if need_cnew:
         r.cnew = c_new.to(r.x.dtype)
     if w.ln_c_weight is not None:
@@ -127,9 +126,10 @@ def restore(r) -> None:
     r.acts, r.tc = a.to(r.x.dtype), c_new.tanh_().to(r.x.dtype)
 
 
-def _previous_cells(r):
-    """(T, B, H): the cell state each step started from, c_0 … c_{T-1}."""
-    return torch.cat((r.c0.unsqueeze(0), r.cbuf[:-1]))
+def _cell_input(r, i, f, g):
+    """(T, B, H): c' = f c_{t-1} + i g at every step, from the activations and the kept
+    states (c_0 … c_{T-1})."""
+    return f * torch.cat((r.c0.unsqueeze(0), r.cbuf[:-1])) + i * g
 
 
 def _recompute_args(r, T: int, B: int, G: int):
@@ -150,15 +150,16 @@ def _views(buf, T: int) -> list:
 
 
 class _RecurrentSteps:
-    """The recurrent norm's side of the backward loop, a piece of :data:`PIECES` steps at
-    a time: each step's input ``pre_t = (h_{t-1} m) W_hh^T``, recomputed for the whole
-    piece on entering it when forward did not keep it (one product over the piece's
-    rows), the buffer the kernel writes ∂L/∂pre_t into, and δW_hh summed over each piece
-    on leaving it. So backward holds two pieces of (T, B, 4H) instead of one or two whole
-    buffers, and the norm's gain gradient is summed by the kernel (``gw_hh``)."""
+    """The recurrent norm's side of the backward loop, the sequence cut into :data:`PIECES`
+    pieces of ⌈T / PIECES⌉ steps: each step's input ``pre_t = (h_{t-1} m) W_hh^T``,
+    recomputed for the whole piece on entering it when forward did not keep it (one
+    product over the piece's rows), the buffer the kernel writes ∂L/∂pre_t into, and
+    δW_hh summed over each piece on leaving it. So backward holds two pieces of
+    (T, B, 4H) instead of one or two whole buffers; the norm's gain gradient is summed
+    by the kernel into :attr:`gain` (B, 4H), float32."""
 
     def __init__(self, r, T: int, B: int) -> None:
-        G, P = r.w.w_hh.shape
+        G = r.w.w_hh.shape[0]
         self.r, self.size, self.t0 = r, -(-T // PIECES), T
         self.pres = r.rec.pres  # kept by forward, or None: recomputed here
         self.pre = None if self.pres is not None else r.x.new_empty(self.size, B, G)
@@ -217,11 +218,12 @@ def backward(r, dy, dh, dc) -> None:
     cmv, crv = _views(r.c_mean, T), _views(r.c_rstd, T)
     rmv, rrv = (rec.means, rec.rstds) if ln_hh else ([None] * T,) * 2
     steps = _RecurrentSteps(r, T, B) if ln_hh else None
-    pre = dpre = gw_hh = None
+    pre = dpre = None
+    gw_hh = None if steps is None else steps.gain
     product = rec.backward_product(B)
     for t in range(T - 1, -1, -1):
         if steps is not None:
-            (pre, dpre), gw_hh = steps.at(t), steps.gain
+            pre, dpre = steps.at(t)
         common.launch(
             lstm_backward, B, H, av[t], cp[t], tcv[t], cnv[t], w.ln_c_weight, w.ln_c_bias,
             cmv[t], crv[t], q, carry, dyv[t], dy_sb, dy_sh, drop, sh.views[t], sh.value,
