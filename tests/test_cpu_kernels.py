@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.backends import _cpu_kernels, _matmul
+from rnnkit.backends import _cpu_kernels, _fused_cpu, _matmul
 
 KINDS = ("LSTM", "GRU", "RNN")
 OPTIONS = {
@@ -113,8 +113,32 @@ def test_fixed_product_is_x_times_w_transposed():
     torch.testing.assert_close(prod.into(x, out), x @ w.t(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(prod.add_to(acc, x), 1 + x @ w.t(), rtol=1e-5, atol=1e-5)
     wd, xd = w.double(), x.double()  # float64: torch.mm
-    assert _matmul.Fixed(wd, 3).packed is None
-    torch.testing.assert_close(_matmul.Fixed(wd, 3)(xd), xd @ wd.t(), rtol=1e-14, atol=1e-14)
+    fixed = _matmul.Fixed(wd, 3)
+    torch.testing.assert_close(fixed(xd), xd @ wd.t(), rtol=1e-14, atol=1e-14)
+    assert fixed.packed is None
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("transpose", [True, False])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_loop_product_matches_torch(dtype, transpose, threads):
+    """csrc/loop.c's product, x @ w^T or x @ w, on shapes that leave a partial panel of
+    columns and a partial block of rows, with rows of x and of the result apart."""
+    lib = _cpu_kernels.library(dtype)
+    width = lib.rnnkit_panel_width()
+    torch.manual_seed(0)
+    for M, K, N in ((1, 1, 1), (3, 7, width + 5), (17, 33, 2 * width), (9, 64, width - 1)):
+        w = torch.randn((N, K) if transpose else (K, N), dtype=dtype)
+        packed = _fused_cpu.packed(w, transpose)
+        x = torch.randn(M, K + 3, dtype=dtype)[:, :K]  # rows K + 3 apart
+        out = torch.full((M, N + 2), 7.0, dtype=dtype)  # rows N + 2 apart
+        lib.rnnkit_product(x.data_ptr(), K + 3, M, K, packed.data_ptr(), N, out.data_ptr(),
+                           N + 2, threads)
+        want = x @ (w.t() if transpose else w)
+        tol = 1e-5 if dtype == torch.float32 else 1e-13
+        torch.testing.assert_close(out[:, :N], want, rtol=tol, atol=tol)
+        assert (out[:, N:] == 7).all()  # nothing written past the N columns
 
 
 @needs_kernels
@@ -255,15 +279,14 @@ def test_rows_past_their_end_skip_the_products(monkeypatch):
     """Longest sequences first, each step's product runs over the rows still running only,
     and the result equals the torch loops (which compute every row)."""
     seen = []
-    call = _matmul.Fixed.__call__
-    monkeypatch.setattr(_matmul.Fixed, "__call__",
-                        lambda self, x: seen.append(x.shape[0]) or call(self, x))
+    rows = _fused_cpu._rows
+    monkeypatch.setattr(_fused_cpu, "_rows", lambda n: seen.append(n) or rows(n))
     torch.manual_seed(0)
     layer = rnnkit.LSTM(3, 4, dtype=torch.float64, backend="fused", zoneout=0.2, layer_norm=True)
     x = torch.randn(16, 4, 3, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([3, 16, 1, 9])
     fast = _run(layer, x, lengths)
-    assert seen == [4] + [3] * 2 + [2] * 6 + [1] * 7 + [1] * 7 + [2] * 6 + [3] * 2 + [4]
+    assert seen == [[4] + [3] * 2 + [2] * 6 + [1] * 7] * 2  # forward, backward
     monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
     for a, b in zip(fast, _run(layer, x, lengths)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -5,7 +5,8 @@ layer norms, zoneout and length settling, and their backward) and the softmax
 cross-entropy of :mod:`rnnkit.losses` (``csrc/xent.c``) are plain C compiled by
 the system's C compiler into ``$RNNKIT_CACHE/kernels/<key>/`` (default
 ``~/.cache/rnnkit``), once per source, compiler and CPU, for float32 and float64. The
-matrix products stay with torch. Where no compiler is found or the build fails, the
+time loops run in C too (``csrc/loop.c``), with the recurrent product of each step; the
+products over all steps stay with torch. Where no compiler is found or the build fails, the
 fused backend keeps its torch-only loops (the same function, slower) and says so once in
 the log. ``RNNKIT_CPU_KERNELS=0`` turns the kernels off.
 """
@@ -111,15 +112,18 @@ def library(dtype: torch.dtype) -> Optional[ctypes.CDLL]:
         return None
     run, p, i64 = ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64
     for cell in ("lstm", "gru", "rnn"):
-        _declare(lib, f"{cell}_forward_step", (run, i64, p, i64))
-        _declare(lib, f"{cell}_backward_step", (run, i64, i64, p, i64))
+        _declare(lib, f"{cell}_forward", (run, p, p, p))
+        _declare(lib, f"{cell}_backward", (run, p, p, p, p))
+    _declare(lib, "rnnkit_pack", (p, i64, i64, i64, p))
+    _declare(lib, "rnnkit_product", (p, i64, i64, i64, p, i64, p, i64, i64))
     _declare(lib, "rnnkit_activation", (p, i64, i64))
     _declare(lib, "xent_forward", (p, p, i64, i64, i64, p, p, i64))
     _declare(lib, "xent_backward", (p, p, p, p, i64, i64, i64, i64, p, i64))
     if real == "float":
         _declare(lib, "xent_forward_bf16", (p, p, i64, i64, i64, p, p, p, i64))
         _declare(lib, "xent_backward_bf16", (p, p, p, p, i64, i64, i64, i64, p, p, i64))
-    lib.rnnkit_run_size.restype, lib.rnnkit_run_size.argtypes = i64, ()
+    for name in ("rnnkit_run_size", "rnnkit_panel_width"):
+        getattr(lib, name).restype, getattr(lib, name).argtypes = i64, ()
     return lib
 
 

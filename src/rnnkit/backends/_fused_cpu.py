@@ -2,13 +2,14 @@ r"""The fused backend's loops with the compiled CPU kernels (``csrc/*.c``).
 
 The same computation as the torch-only loops (``_fused_lstm``, ``_fused_gru``,
 ``_fused_rnn``), keeping the same tensors for backward, so either loop can run the
-backward of either forward. Each step is one matrix product in torch and one kernel
-call doing all the pointwise work:
+backward of either forward. The whole time loop of a layer and direction is one call
+into C (``csrc/loop.c``); each step is one matrix product and one pass doing all the
+pointwise work:
 
-- forward: ``p = (h_{t-1} m) W_hh^T``, then the kernel: ``a_t += LN(p)`` (or ``p``),
-  the gates, the new state, zoneout and length settling, ``h_t m`` for the next product;
-- backward: the kernel (δh_t from the last product, the gate gradients δG_t, LN
-  backward), then ``q = δG_t W_hh``, the next step's δh before its mask.
+- forward: ``p = (h_{t-1} m) W_hh^T``, then ``a_t += LN(p)`` (or ``p``), the gates, the
+  new state, zoneout and length settling, ``h_t m`` for the next product;
+- backward: δh_t from the last product, the gate gradients δG_t, LN backward, then
+  ``q = δG_t W_hh``, the next step's δh before its mask.
 
 The LSTM's buffers are in :mod:`rnnkit.backends._fused_lstm_cpu`.
 """
@@ -65,7 +66,7 @@ def _settle(settle) -> tuple:
 
 
 def run(r, H: int, **tensors):
-    """The kernels' view of one run: (forward step, backward step, the run structure)."""
+    """The kernels' view of one run: (forward loop, backward loop, the run structure)."""
     lib = kernels.library(r.acts.dtype)
     cls = kernels.struct_for(_POINTERS, _INTS, _FLOATS, r.acts.dtype)
     ptr_type = dict(cls._fields_)["acts"]
@@ -79,7 +80,7 @@ def run(r, H: int, **tensors):
             wh_s=wh_s, wc_s=wc_s, eps=LN_EPS)
     s.keep_alive = tensors  # the structure holds raw pointers only
     name = _KERNEL[r.mode]
-    return getattr(lib, f"{name}_forward_step"), getattr(lib, f"{name}_backward_step"), s
+    return getattr(lib, f"{name}_forward"), getattr(lib, f"{name}_backward"), s
 
 
 def running_rows(r) -> list[int]:
@@ -95,32 +96,36 @@ def running_rows(r) -> list[int]:
     return n.tolist() if torch.equal(prefix, valid) else [B] * T
 
 
-def forward_loop(step, s, product, h0: Tensor, hbuf: Tensor, hm: Optional[Tensor],
-                 rows: list[int]) -> None:
-    """Each step: the product of the last state (masked into ``hm``) over the rows still
-    running, then the kernel."""
-    address, hv = ctypes.addressof(s), (h0, *hbuf.unbind(0))
-    for t, n in enumerate(rows):
-        p = product((hv[t] if hm is None else hm)[:n])  # (n, G)
-        step(address, t, p.data_ptr(), n)
+def packed(w: Tensor, transpose: bool) -> Tensor:
+    """``w`` laid out for the loops' products (``csrc/loop.c``): the right operand of
+    ``x @ w^T`` (``transpose``, w (N, K)) or of ``x @ w`` (w (K, N))."""
+    lib = kernels.library(w.dtype)
+    K, N = (w.shape[1], w.shape[0]) if transpose else w.shape
+    width = lib.rnnkit_panel_width()
+    out = w.new_empty(-(-N // width) * K * width)
+    lib.rnnkit_pack(w.detach().contiguous().data_ptr(), K, N, int(transpose), out.data_ptr())
+    return out
 
 
-def backward_loop(step, s, product, dh: Tensor, dg: Tensor, drop: Optional[Tensor],
+def _rows(rows: list[int]) -> Tensor:
+    return torch.tensor(rows, dtype=torch.int64)
+
+
+def forward_loop(loop, s, w_hh: Tensor, like: Tensor, rows: list[int]) -> None:
+    """Every step: the product of the last state (masked) with ``W_hh^T`` over the rows
+    still running, then the kernel; ``like`` gives the product scratch's dtype."""
+    w, n = packed(w_hh, True), _rows(rows)
+    p = like.new_empty(s.B, w_hh.shape[0])
+    loop(ctypes.addressof(s), w.data_ptr(), n.data_ptr(), p.data_ptr())
+
+
+def backward_loop(loop, s, w_hh: Tensor, dh: Tensor, dg: Tensor, drop: Optional[Tensor],
                   gp: Optional[Tensor], rows: list[int]) -> Tensor:
-    """Each step, last to first: the kernel, then ``q = δG_t W_hh`` over the rows still
+    """Every step, last to first: the kernel, then ``q = δG_t W_hh`` over the rows still
     running (zero past them); returns δh_0."""
-    address, dgv = ctypes.addressof(s), dg.unbind(0)
-    T, B = dg.shape[:2]
+    w, n = packed(w_hh, False), _rows(rows)
     q = dh.contiguous().clone()  # at the last step, the gradient of the final state
-    wide = torch.empty_like(q) if rows[-1] < B else None  # q over all B rows, zero past n
-    for t in range(T - 1, -1, -1):
-        n = rows[t]
-        step(address, t, int(t == T - 1), q.data_ptr(), n)
-        q = product(dgv[t][:n])  # δh_{t-1} before the mask
-        if n < B:
-            wide[:n].copy_(q)
-            q = wide
-            q[n:].zero_()
+    loop(ctypes.addressof(s), w.data_ptr(), n.data_ptr(), dg.data_ptr(), q.data_ptr())
     if drop is not None:
         q.mul_(drop)
     return q if gp is None else q.add_(gp)
@@ -157,7 +162,7 @@ def gru_forward(r) -> dict:
     fwd, _, s = run(r, H, acts=acts, pre=rec.pre if r.keep else None, ln_hh=w.ln_hh,
                     rmean=rmean, rrstd=rrstd, h0=h0, hbuf=r.hbuf, b_hh=w.b_hh, hn=hn,
                     drop=drop, hm=hm, st_tc=B * H * r.keep, **_ln_strides(r, B, G))
-    forward_loop(fwd, s, rec.prod, h0, r.hbuf, hm, running_rows(r))
+    forward_loop(fwd, s, w.w_hh, acts, running_rows(r))
     if w.ln_hh is not None and r.keep:
         rec.mean, rec.rstd = rmean, rrstd
     return {"acts": acts, "hn": hn if r.keep else None}
@@ -176,7 +181,7 @@ def gru_backward(r, dy: Tensor, dh: Tensor) -> None:
                     dn=dn, dpre=rec.keep_dpre() if ln else None, drop=drop, gp=gp,
                     st_tc=B * H, st_pre=B * G, st_stat=B)
     dg = rec.dpre if ln else D
-    r.dh0 = backward_loop(bwd, s, rec.backward_product(B), dh, dg, drop, gp, running_rows(r))
+    r.dh0 = backward_loop(bwd, s, w.w_hh, dh, dg, drop, gp, running_rows(r))
     r.d_rec, r.dn = D, dn
 
 
@@ -191,7 +196,7 @@ def rnn_forward(r) -> dict:
     fwd, _, s = run(r, H, acts=acts, pre=rec.pre if r.keep else None, ln_hh=w.ln_hh,
                     rmean=rmean, rrstd=rrstd, h0=h0, hbuf=r.hbuf, drop=drop, hm=hm,
                     **_ln_strides(r, B, H))
-    forward_loop(fwd, s, rec.prod, h0, r.hbuf, hm, running_rows(r))
+    forward_loop(fwd, s, w.w_hh, acts, running_rows(r))
     if w.ln_hh is not None and r.keep:
         rec.mean, rec.rstd = rmean, rrstd
     return {"acts": acts}
@@ -208,6 +213,6 @@ def rnn_backward(r, dy: Tensor, dh: Tensor) -> None:
     _, bwd, s = run(r, H, acts=acts, pre=rec.pre, ln_hh=w.ln_hh, rmean=rec.mean, rrstd=rec.rstd,
                     dy=dy.contiguous(), dgates=D, dpre=rec.keep_dpre() if ln else None, drop=drop,
                     gp=gp, st_pre=B * H, st_stat=B)
-    r.dh0 = backward_loop(bwd, s, rec.backward_product(B), dh, rec.dpre if ln else D, drop, gp,
+    r.dh0 = backward_loop(bwd, s, w.w_hh, dh, rec.dpre if ln else D, drop, gp,
                           running_rows(r))
     r.d_rec = D

@@ -36,7 +36,7 @@ def forward(r) -> dict:
         ln_c_w=w.ln_c_weight, ln_c_b=w.ln_c_bias, cmean=cmean, crstd=crstd, drop=drop, hm=hm,
         st_cn=B * H if cnew is not None and cnew.dim() == 3 else 0,
         st_tc=B * H * keep, st_pre=B * G * keep, st_stat=B * keep)
-    forward_loop(fwd, s, rec.prod, h0, r.hbuf, hm, running_rows(r))
+    forward_loop(fwd, s, w.w_hh, acts, running_rows(r))
     if ln_hh and keep:
         rec.mean, rec.rstd = rmean, rrstd
     return {"acts": acts, "c0": r.c0, "cbuf": r.cbuf, "cnew": cnew if keep and ln_c else None,
@@ -64,7 +64,7 @@ def backward(r, dy: Tensor, dh: Tensor, dc: Tensor) -> None:
         st_cn=B * H, st_tc=B * H, st_pre=B * G, st_stat=B, st_dtc=B * H * ln_c)
     dg = rec.dpre if ln_hh else D
     settle = r.settle_h.w is not None
-    r.dh0 = backward_loop(bwd, s, rec.backward_product(B), dh, dg, drop, gp if settle else None,
+    r.dh0 = backward_loop(bwd, s, w.w_hh, dh, dg, drop, gp if settle else None,
                           running_rows(r))
     r.d_rec, r.dc0 = D, dc
     if ln_c:

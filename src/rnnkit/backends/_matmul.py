@@ -74,27 +74,40 @@ class Fixed:
     with oneDNN the weight is packed once, for ``rows``-row left operands."""
 
     def __init__(self, w: Tensor, rows: int, steps: int = PACK_MIN_STEPS) -> None:
-        self.packed = self.w_t = None
-        if steps < PACK_MIN_STEPS:  # a few products: laying the weight out costs more
+        self._w, self._rows, self._steps = w, rows, steps
+        self._ready = False
+
+    def _prepare(self) -> None:
+        """Lay the weight out on the first product (a loop that never calls it, as the
+        compiled CPU loops, costs nothing)."""
+        w, self.packed, self.w_t = self._w, None, None
+        if self._steps < PACK_MIN_STEPS:  # a few products: laying the weight out costs more
             self.w_t = w.t()
         elif onednn(w):
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows)
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), self._rows)
         else:
             self.w_t = w.t().contiguous()  # a contiguous right operand is faster
+        self._ready = True
 
     def __call__(self, x: Tensor) -> Tensor:
+        if not self._ready:
+            self._prepare()
         if self.packed is not None:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
         return torch.mm(x, self.w_t)
 
     def into(self, x: Tensor, out: Tensor) -> Tensor:
         """``out = x @ w^T``."""
+        if not self._ready:
+            self._prepare()
         if self.packed is not None:
             return out.copy_(self(x))
         return torch.mm(x, self.w_t, out=out)
 
     def add_to(self, a: Tensor, x: Tensor) -> Tensor:
         """``a += x @ w^T``."""
+        if not self._ready:
+            self._prepare()
         if self.packed is not None:
             return a.add_(self(x))
         return a.addmm_(x, self.w_t)
