@@ -130,7 +130,7 @@ def test_loop_product_matches_torch(dtype, transpose, threads):
     torch.manual_seed(0)
     for M, K, N in ((1, 1, 1), (3, 7, width + 5), (17, 33, 2 * width), (9, 64, width - 1)):
         w = torch.randn((N, K) if transpose else (K, N), dtype=dtype)
-        packed = _fused_cpu.packed(w, transpose)
+        packed = _matmul.packed(w, transpose)
         x = torch.randn(M, K + 3, dtype=dtype)[:, :K]  # rows K + 3 apart
         out = torch.full((M, N + 2), 7.0, dtype=dtype)  # rows N + 2 apart
         lib.rnnkit_product(x.data_ptr(), K + 3, M, K, packed.data_ptr(), N, out.data_ptr(),

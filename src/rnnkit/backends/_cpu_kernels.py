@@ -1,14 +1,14 @@
 """The fused backend's compiled CPU kernels: built on first use, loaded with ctypes.
 
 The per-step pointwise work of the fused loops (``csrc/*.c``: activations, cell update,
-layer norms, zoneout and length settling, and their backward) and the softmax
-cross-entropy of :mod:`rnnkit.losses` (``csrc/xent.c``) are plain C compiled by
-the system's C compiler into ``$RNNKIT_CACHE/kernels/<key>/`` (default
-``~/.cache/rnnkit``), once per source, compiler and CPU, for float32 and float64. The
-time loops run in C too (``csrc/loop.c``), with the recurrent product of each step; the
-products over all steps stay with torch. Where no compiler is found or the build fails, the
-fused backend keeps its torch-only loops (the same function, slower) and says so once in
-the log. ``RNNKIT_CPU_KERNELS=0`` turns the kernels off.
+layer norms, zoneout and length settling, and their backward), the time loops
+themselves (``csrc/loop.c``) with the recurrent product of each step
+(``csrc/product.c``), and the softmax cross-entropy of :mod:`rnnkit.losses`
+(``csrc/xent.c``) are plain C compiled by the system's C compiler into
+``$RNNKIT_CACHE/kernels/<key>/`` (default ``~/.cache/rnnkit``), once per source,
+compiler and CPU, for float32 and float64. Where no compiler is found or the build
+fails, the fused backend keeps its torch-only loops (the same function, slower) and says
+so once in the log. ``RNNKIT_CPU_KERNELS=0`` turns the kernels off.
 """
 
 from __future__ import annotations

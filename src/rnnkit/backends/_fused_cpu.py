@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.backends import _cpu_kernels as kernels
+from rnnkit.backends._matmul import packed
 from rnnkit.cells._common import LN_EPS
 
 log = logging.getLogger(__name__)
@@ -94,17 +95,6 @@ def running_rows(r) -> list[int]:
     n = valid.sum(1)  # (T,)
     prefix = torch.arange(B, device=valid.device) < n.unsqueeze(1)
     return n.tolist() if torch.equal(prefix, valid) else [B] * T
-
-
-def packed(w: Tensor, transpose: bool) -> Tensor:
-    """``w`` laid out for the loops' products (``csrc/loop.c``): the right operand of
-    ``x @ w^T`` (``transpose``, w (N, K)) or of ``x @ w`` (w (K, N))."""
-    lib = kernels.library(w.dtype)
-    K, N = (w.shape[1], w.shape[0]) if transpose else w.shape
-    width = lib.rnnkit_panel_width()
-    out = w.new_empty(-(-N // width) * K * width)
-    lib.rnnkit_pack(w.detach().contiguous().data_ptr(), K, N, int(transpose), out.data_ptr())
-    return out
 
 
 def _rows(rows: list[int]) -> Tensor:

@@ -6,7 +6,9 @@ oneDNN linear, the kernel torch.compile uses for CPU linear layers, measured
 per-step product most of all once its weight is packed in oneDNN's blocked layout).
 So float32 CPU products go to oneDNN, checked once against ``torch.mm`` on first use;
 everything else (float64, other devices, a torch without oneDNN) to ``torch.mm``.
-``RNNKIT_ONEDNN=0`` turns it off.
+``RNNKIT_ONEDNN=0`` turns it off. Where the compiled CPU kernels build, the fused
+loops do their per-step product themselves (``csrc/product.c``, its weight laid out by
+:func:`packed`): a third faster again than oneDNN's at those small shapes.
 
 Both compute ``x @ w^T`` (a linear layer's product) on 2-D tensors. The weight
 gradients, sums over all steps of outer products, stay with ``torch.mm``: oneDNN's
@@ -22,6 +24,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 from torch.nn import functional as F
+
+from rnnkit.backends import _cpu_kernels as kernels
 
 
 @lru_cache(maxsize=None)
@@ -54,6 +58,20 @@ def onednn(t: Tensor) -> bool:
 
 #: oneDNN lays out a dense weight anew at each call: worth it only for this many rows.
 MIN_ROWS = 128
+
+
+def packed(w: Tensor, transpose: bool) -> Tensor:
+    """``w`` laid out for the kernels' products (``rnnkit_pack``): the right operand of
+    ``x @ w^T`` (``transpose``, w (N, K)) or of ``x @ w`` (w (K, N))."""
+    if not w.is_contiguous() and w.t().is_contiguous():  # a transposed view: its base
+        w, transpose = w.t(), not transpose
+    w = w.detach().contiguous()
+    lib = kernels.library(w.dtype)
+    K, N = (w.shape[1], w.shape[0]) if transpose else w.shape
+    width = lib.rnnkit_panel_width()
+    out = w.new_empty(-(-N // width) * K * width)
+    lib.rnnkit_pack(w.data_ptr(), K, N, int(transpose), out.data_ptr())
+    return out
 
 
 def linear(x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:

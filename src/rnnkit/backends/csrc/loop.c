@@ -1,111 +1,17 @@
 /* The fused backend's time loops on the CPU, with the recurrent product in C.
  *
- *   forward, step t:   p = (h_{t-1} . m) W_hh^T            (rnnkit_product)
+ *   forward, step t:   p = (h_{t-1} . m) W_hh^T            (rnnkit_product, product.c)
  *                      <cell>_forward_step(t, p)            (the pointwise work)
  *   backward, step t:  <cell>_backward_step(t, q)           (dG_t, and dL/dpre_t under LN_hh)
  *                      q = dG_t W_hh                        (dh_{t-1} before the mask)
  *
  * One call runs every step of one layer and direction, so a step costs no Python and no
- * dispatch, only the product and the kernel. The product is a small one, (B, P) x (P, G)
- * for B rows of a batch: a library's general routine spends a good part of such a call
- * deciding, allocating and waking threads. Here the weight is packed once per call into
- * column panels of NR columns, (K, NR) each, contiguous, zero-padded past the last column;
- * each thread takes the same panels at every step (a static schedule), so its share of
- * W_hh stays in its own cache across the loop, and an MR x NR block of the result is
- * accumulated in vector registers over the whole of K before it is stored once. GCC's
- * vector types keep it one source for float and double and for AVX-512 (64-byte vectors),
- * AVX2 and other SIMD units (32-byte vectors, split by the compiler where narrower).
+ * dispatch, only the product and the kernel. W_hh is packed once per call (rnnkit_pack).
  */
 #include "common.h"
 
-#if defined(__AVX512F__)
-#define VBYTES 64
-#define MR 8 /* 2 MR accumulators + 2 loads + 1 broadcast within 32 vector registers */
-#else
-#define VBYTES 32
-#define MR 6 /* within 16 */
-#endif
-#define VL (VBYTES / (int)sizeof(real))
-#define NR (2 * VL)
-typedef real vec __attribute__((vector_size(VBYTES)));
-
-static inline vec vload(const real *p) {
-    vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void vstore(real *p, vec v) { memcpy(p, &v, sizeof v); }
-
-/* The columns in a panel, and the panels of n columns. */
-int64_t rnnkit_panel_width(void) { return NR; }
-static inline int64_t panels(int64_t n) { return (n + NR - 1) / NR; }
-
-/* Pack the right operand of x @ w^T (transpose = 1: w is (N, K)) or of x @ w (transpose
- * = 0: w is (K, N)) into out, panels(N) * K * NR values. */
-void rnnkit_pack(const real *w, int64_t K, int64_t N, int64_t transpose, real *out) {
-    for (int64_t p = 0; p < panels(N); p++)
-        for (int64_t k = 0; k < K; k++) {
-            real *o = out + (p * K + k) * NR;
-            for (int64_t c = 0; c < NR; c++) {
-                int64_t n = p * NR + c;
-                o[c] = n >= N ? 0 : transpose ? w[n * K + k] : w[k * N + n];
-            }
-        }
-}
-
-/* C[0:mr, 0:cols] = A[0:mr, :] B_panel, over all of K; cols <= NR. */
-__attribute__((optimize("fp-contract=fast"))) static inline __attribute__((always_inline)) void
-block(const real *A, int64_t lda, const real *b, int64_t K, real *C, int64_t ldc, const int mr,
-      int64_t cols) {
-    vec c0[MR], c1[MR];
-    for (int i = 0; i < mr; i++) c0[i] = c1[i] = (vec){0};
-    for (int64_t k = 0; k < K; k++) {
-        vec b0 = vload(b + k * NR), b1 = vload(b + k * NR + VL);
-        for (int i = 0; i < mr; i++) {
-            real a = A[i * lda + k];
-            c0[i] += a * b0;
-            c1[i] += a * b1;
-        }
-    }
-    if (cols == NR) {
-        for (int i = 0; i < mr; i++) {
-            vstore(C + i * ldc, c0[i]);
-            vstore(C + i * ldc + VL, c1[i]);
-        }
-        return;
-    }
-    real tmp[NR];
-    for (int i = 0; i < mr; i++) {
-        vstore(tmp, c0[i]);
-        vstore(tmp + VL, c1[i]);
-        memcpy(C + i * ldc, tmp, cols * sizeof(real));
-    }
-}
-
-/* C (M, N) = A (M, K) B, B packed by rnnkit_pack; rows of A and C lda and ldc apart.
- * (fp-contract here too: GCC drops an inlined function's own optimize attribute.) */
-__attribute__((optimize("fp-contract=fast"))) void rnnkit_product(const real *A, int64_t lda, int64_t M, int64_t K, const real *packed, int64_t N,
-                    real *C, int64_t ldc, int64_t threads) {
-    const int64_t P = panels(N);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && P > 1 && M * N * K >= 65536)
-    for (int64_t p = 0; p < P; p++) {
-        const real *b = packed + p * K * NR;
-        const int64_t cols = N - p * NR < NR ? N - p * NR : NR;
-        real *c = C + p * NR;
-        int64_t i = 0;
-        for (; i + MR <= M; i += MR) block(A + i * lda, lda, b, K, c + i * ldc, ldc, MR, cols);
-        switch (M - i) { /* the last rows, with the block's size known to the compiler */
-#define REST(m) case m: block(A + i * lda, lda, b, K, c + i * ldc, ldc, m, cols); break;
-            REST(1) REST(2) REST(3) REST(4) REST(5)
-#if MR > 6
-            REST(6) REST(7)
-#endif
-#undef REST
-            default: break;
-        }
-    }
-}
+void rnnkit_product(const real *A, int64_t lda, int64_t M, int64_t K, const real *packed,
+                    int64_t N, real *C, int64_t ldc, int64_t threads);
 
 typedef void (*forward_step_t)(const run_t *, int64_t, const real *, int64_t);
 typedef void (*backward_step_t)(const run_t *, int64_t, int64_t, real *, int64_t);
