@@ -315,3 +315,26 @@ def test_the_onednn_probe_under_bf16_autocast():
         assert works
     finally:
         _matmul._onednn_works.cache_clear()
+
+
+@needs_kernels
+def test_short_calls_keep_the_weight_layout_until_the_weight_changes():
+    """Generation steps one token per call: W_hh is laid out once, and again after the
+    weight changes in place (an optimiser step) or is given new memory."""
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(5, 7, num_layers=2, backend="fused").eval()
+    ref = rnnkit.LSTM(5, 7, num_layers=2, backend="reference").eval()
+    x = torch.randn(1, 3, 5)
+    calls = []
+    pack = _matmul._pack
+    _matmul_pack = lambda w, t: calls.append(t) or pack(w, t)
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_matmul, "_pack", _matmul_pack)
+        for change in (None, None, "in place", "new memory"):
+            if change == "in place":
+                layer.weight_hh_l1.mul_(0.5)
+            elif change == "new memory":
+                layer.weight_hh_l0.data = torch.randn(28, 7)
+            ref.load_state_dict(layer.state_dict())
+            torch.testing.assert_close(layer(x)[0], ref(x)[0], rtol=1e-5, atol=1e-6)
+    assert len(calls) == 2 + 1 + 1  # both layers, then the one whose weight changed

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.backends import _cpu_kernels as kernels
-from rnnkit.backends._matmul import packed
+from rnnkit.backends._matmul import PACK_MIN_STEPS, packed
 from rnnkit.cells._common import LN_EPS
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,9 @@ def _rows(rows: list[int]) -> Tensor:
 
 def forward_loop(loop, s, w_hh: Tensor, like: Tensor, rows: list[int]) -> None:
     """Every step: the product of the last state (masked) with ``W_hh^T`` over the rows
-    still running, then the kernel; ``like`` gives the product scratch's dtype."""
-    w, n = packed(w_hh, True), _rows(rows)
+    still running, then the kernel; ``like`` gives the product scratch's dtype. A short
+    call (generation) keeps W_hh's layout for the next."""
+    w, n = packed(w_hh, True, keep=len(rows) < PACK_MIN_STEPS), _rows(rows)
     p = like.new_empty(s.B, w_hh.shape[0])
     loop(ctypes.addressof(s), w.data_ptr(), n.data_ptr(), p.data_ptr())
 

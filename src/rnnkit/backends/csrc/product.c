@@ -41,14 +41,18 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 /* Pack the right operand of x @ w^T (transpose = 1: w is (N, K)) or of x @ w (transpose
  * = 0: w is (K, N)) into out, panels(N) * K * NR values. */
 void rnnkit_pack(const real *w, int64_t K, int64_t N, int64_t transpose, real *out) {
-    for (int64_t p = 0; p < panels(N); p++)
-        for (int64_t k = 0; k < K; k++) {
-            real *o = out + (p * K + k) * NR;
-            for (int64_t c = 0; c < NR; c++) {
-                int64_t n = p * NR + c;
-                o[c] = n >= N ? 0 : transpose ? w[n * K + k] : w[k * N + n];
+    for (int64_t p = 0; p < panels(N); p++) {
+        real *o = out + p * K * NR;
+        const int64_t cols = min64(N - p * NR, NR);
+        if (cols < NR) memset(o, 0, K * NR * sizeof(real));
+        if (transpose) /* column c of the panel is row p NR + c of w: read it in order */
+            for (int64_t c = 0; c < cols; c++) {
+                const real *row = w + (p * NR + c) * K;
+                for (int64_t k = 0; k < K; k++) o[k * NR + c] = row[k];
             }
-        }
+        else
+            for (int64_t k = 0; k < K; k++) memcpy(o + k * NR, w + k * N + p * NR, cols * sizeof(real));
+    }
 }
 
 /* C[0:mr, 0:cols] = A[0:mr, :] b over K, A's rows lda apart; cols <= NR. A constant mr
