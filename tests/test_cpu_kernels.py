@@ -128,17 +128,22 @@ def test_loop_product_matches_torch(dtype, transpose, threads):
     lib = _cpu_kernels.library(dtype)
     width = lib.rnnkit_panel_width()
     torch.manual_seed(0)
-    for M, K, N in ((1, 1, 1), (3, 7, width + 5), (17, 33, 2 * width), (9, 64, width - 1)):
+    for M, K, N in ((1, 1, 1), (3, 7, width + 5), (17, 33, 2 * width), (9, 64, width - 1),
+                    (2, 300, 260)):
         w = torch.randn((N, K) if transpose else (K, N), dtype=dtype)
         packed = _matmul.packed(w, transpose)
         x = torch.randn(M, K + 3, dtype=dtype)[:, :K]  # rows K + 3 apart
-        out = torch.full((M, N + 2), 7.0, dtype=dtype)  # rows N + 2 apart
-        lib.rnnkit_product(x.data_ptr(), K + 3, M, K, packed.data_ptr(), N, out.data_ptr(),
-                           N + 2, threads)
         want = x @ (w.t() if transpose else w)
-        tol = 1e-5 if dtype == torch.float32 else 1e-13
-        torch.testing.assert_close(out[:, :N], want, rtol=tol, atol=tol)
-        assert (out[:, N:] == 7).all()  # nothing written past the N columns
+        tol = 1e-5 * K ** 0.5 if dtype == torch.float32 else 1e-13  # sums of K products
+        products = [(lib.rnnkit_product, packed)]
+        if transpose:  # the short calls' product reads w (N, K) as it is
+            products.append((lib.rnnkit_product_rows, w))
+        for product, right in products:
+            out = torch.full((M, N + 2), 7.0, dtype=dtype)  # rows N + 2 apart
+            product(x.data_ptr(), K + 3, M, K, right.data_ptr(), N, out.data_ptr(), N + 2,
+                    threads)
+            torch.testing.assert_close(out[:, :N], want, rtol=tol, atol=tol)
+            assert (out[:, N:] == 7).all()  # nothing written past the N columns
 
 
 @needs_kernels
@@ -318,23 +323,21 @@ def test_the_onednn_probe_under_bf16_autocast():
 
 
 @needs_kernels
-def test_short_calls_keep_the_weight_layout_until_the_weight_changes():
-    """Generation steps one token per call: W_hh is laid out once, and again after the
-    weight changes in place (an optimiser step) or is given new memory."""
-    torch.manual_seed(0)
-    layer = rnnkit.LSTM(5, 7, num_layers=2, backend="fused").eval()
-    ref = rnnkit.LSTM(5, 7, num_layers=2, backend="reference").eval()
-    x = torch.randn(1, 3, 5)
-    calls = []
-    pack = _matmul._pack
-    _matmul_pack = lambda w, t: calls.append(t) or pack(w, t)
-    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_matmul, "_pack", _matmul_pack)
-        for change in (None, None, "in place", "new memory"):
-            if change == "in place":
-                layer.weight_hh_l1.mul_(0.5)
-            elif change == "new memory":
-                layer.weight_hh_l0.data = torch.randn(28, 7)
-            ref.load_state_dict(layer.state_dict())
-            torch.testing.assert_close(layer(x)[0], ref(x)[0], rtol=1e-5, atol=1e-6)
-    assert len(calls) == 2 + 1 + 1  # both layers, then the one whose weight changed
+@pytest.mark.parametrize("forward_kernels", ["1", "0"])
+@pytest.mark.parametrize("option", ["layer_norm", "everything", "no_bias"])
+def test_either_loop_runs_the_backward_of_either_forward(option, forward_kernels, monkeypatch):
+    """They keep the same tensors: a forward through the kernels and a backward through
+    the torch loops, or the other way round, give the gradients of one path throughout."""
+    _, layer = _pair("LSTM", option, torch.float64, True)
+    x = torch.randn(7, 4, 6, dtype=torch.float64, requires_grad=True)
+    for lengths in (None, torch.tensor([7, 2, 5, 1])):
+        want = _run(layer, x, lengths)
+        torch.manual_seed(5)
+        monkeypatch.setenv("RNNKIT_CPU_KERNELS", forward_kernels)
+        y, (h, c) = layer(x, lengths=lengths)
+        monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0" if forward_kernels == "1" else "1")
+        loss = (y * y.detach().cos()).sum() + (h ** 2).sum() + 2 * (c ** 2).sum()
+        got = [y, h, c, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+        monkeypatch.delenv("RNNKIT_CPU_KERNELS")
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -112,10 +112,11 @@ def library(dtype: torch.dtype) -> Optional[ctypes.CDLL]:
         return None
     run, p, i64 = ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64
     for cell in ("lstm", "gru", "rnn"):
-        _declare(lib, f"{cell}_forward", (run, p, p, p))
+        _declare(lib, f"{cell}_forward", (run, p, i64, p, p))
         _declare(lib, f"{cell}_backward", (run, p, p, p, p))
-    _declare(lib, "rnnkit_pack", (p, i64, i64, i64, p))
-    _declare(lib, "rnnkit_product", (p, i64, i64, i64, p, i64, p, i64, i64))
+    _declare(lib, "rnnkit_pack", (p, i64, i64, i64, p, i64))
+    for name in ("rnnkit_product", "rnnkit_product_rows"):
+        _declare(lib, name, (p, i64, i64, i64, p, i64, p, i64, i64))
     _declare(lib, "rnnkit_activation", (p, i64, i64))
     _declare(lib, "xent_forward", (p, p, i64, i64, i64, p, p, i64))
     _declare(lib, "xent_backward", (p, p, p, p, i64, i64, i64, i64, p, i64))

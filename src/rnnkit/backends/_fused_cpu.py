@@ -104,10 +104,11 @@ def _rows(rows: list[int]) -> Tensor:
 def forward_loop(loop, s, w_hh: Tensor, like: Tensor, rows: list[int]) -> None:
     """Every step: the product of the last state (masked) with ``W_hh^T`` over the rows
     still running, then the kernel; ``like`` gives the product scratch's dtype. A short
-    call (generation) keeps W_hh's layout for the next."""
-    w, n = packed(w_hh, True, keep=len(rows) < PACK_MIN_STEPS), _rows(rows)
+    call (generation) reads W_hh as it is rather than laying it out."""
+    raw = len(rows) < PACK_MIN_STEPS
+    w, n = w_hh.detach().contiguous() if raw else packed(w_hh, True), _rows(rows)
     p = like.new_empty(s.B, w_hh.shape[0])
-    loop(ctypes.addressof(s), w.data_ptr(), n.data_ptr(), p.data_ptr())
+    loop(ctypes.addressof(s), w.data_ptr(), int(raw), n.data_ptr(), p.data_ptr())
 
 
 def backward_loop(loop, s, w_hh: Tensor, dh: Tensor, dg: Tensor, drop: Optional[Tensor],

@@ -18,7 +18,6 @@ linear would need both operands transposed into copies, which cost more than it 
 from __future__ import annotations
 
 import os
-import weakref
 from functools import lru_cache
 from typing import Optional
 
@@ -61,32 +60,9 @@ def onednn(t: Tensor) -> bool:
 MIN_ROWS = 128
 
 
-#: Weights laid out by :func:`packed` with ``keep=True``: id(tensor) -> (a weak reference
-#: to it, {transpose: (its version, the layout)}), gone with the tensor.
-_PACKED: dict = {}
-
-
-def packed(w: Tensor, transpose: bool, keep: bool = False) -> Tensor:
-    """``w`` laid out for the kernels' products (``rnnkit_pack``): the right operand of
-    ``x @ w^T`` (``transpose``, w (N, K)) or of ``x @ w`` (w (K, N)). With ``keep`` the
-    layout is kept with the tensor until it changes (its version counter or its memory
-    moves), for
-    calls of a step or a few (generation) that would otherwise lay it out every time."""
-    if not keep:
-        return _pack(w, transpose)
-    key = id(w)
-    ref, layouts = _PACKED.get(key, (None, None))
-    if ref is None or ref() is not w:
-        ref = weakref.ref(w, lambda _, key=key: _PACKED.pop(key, None))
-        layouts = {}
-        _PACKED[key] = (ref, layouts)
-    held, now = layouts.get(transpose), (w._version, w.data_ptr())
-    if held is None or held[0] != now:
-        held = layouts[transpose] = (now, _pack(w, transpose))
-    return held[1]
-
-
-def _pack(w: Tensor, transpose: bool) -> Tensor:
+def packed(w: Tensor, transpose: bool) -> Tensor:
+    """``w`` laid out for the kernels' per-step products (``rnnkit_pack``): the right
+    operand of ``x @ w^T`` (``transpose``, w (N, K)) or of ``x @ w`` (w (K, N))."""
     if not w.is_contiguous() and w.t().is_contiguous():  # a transposed view: its base
         w, transpose = w.t(), not transpose
     w = w.detach().contiguous()
@@ -94,7 +70,7 @@ def _pack(w: Tensor, transpose: bool) -> Tensor:
     K, N = (w.shape[1], w.shape[0]) if transpose else w.shape
     width = lib.rnnkit_panel_width()
     out = w.new_empty(-(-N // width) * K * width)
-    lib.rnnkit_pack(w.data_ptr(), K, N, int(transpose), out.data_ptr())
+    lib.rnnkit_pack(w.data_ptr(), K, N, int(transpose), out.data_ptr(), torch.get_num_threads())
     return out
 
 

@@ -6,26 +6,33 @@
  *                      q = dG_t W_hh                        (dh_{t-1} before the mask)
  *
  * One call runs every step of one layer and direction, so a step costs no Python and no
- * dispatch, only the product and the kernel. W_hh is packed once per call (rnnkit_pack).
+ * dispatch, only the product and the kernel. W_hh is packed once per call (rnnkit_pack),
+ * but for a call of a few steps (generation), which reads it as it is.
  */
 #include "common.h"
 
 void rnnkit_product(const real *A, int64_t lda, int64_t M, int64_t K, const real *packed,
                     int64_t N, real *C, int64_t ldc, int64_t threads);
+void rnnkit_product_rows(const real *A, int64_t lda, int64_t M, int64_t K, const real *W,
+                         int64_t N, real *C, int64_t ldc, int64_t threads);
 
 typedef void (*forward_step_t)(const run_t *, int64_t, const real *, int64_t);
 typedef void (*backward_step_t)(const run_t *, int64_t, int64_t, real *, int64_t);
 
 /* Every step of a forward: rows[t] rows still running at step t (a prefix of the batch);
- * w_hh packed transposed (K = H, N = G); p a (B, G) scratch for the product, unless the
- * layer norm keeps it for backward (r->pre), where the product is written in place. */
+ * w_hh packed transposed (K = H, N = G), or as it is, (G, H), when raw (a short call);
+ * p a (B, G) scratch for the product, unless the layer norm keeps it for backward
+ * (r->pre), where the product is written in place. */
 static void forward_loop(const run_t *r, forward_step_t step, int64_t G, const real *w_hh,
-                         const int64_t *rows, real *p) {
+                         int64_t raw, const int64_t *rows, real *p) {
     const int64_t B = r->B, H = r->H;
     for (int64_t t = 0; t < r->T; t++) {
         const real *left = r->hm ? r->hm : t ? r->hbuf + (t - 1) * B * H : r->h0;
         real *out = r->pre && r->st_pre ? r->pre + t * r->st_pre : p;
-        rnnkit_product(left, H, rows[t], H, w_hh, G, out, G, r->threads);
+        if (raw)
+            rnnkit_product_rows(left, H, rows[t], H, w_hh, G, out, G, r->threads);
+        else
+            rnnkit_product(left, H, rows[t], H, w_hh, G, out, G, r->threads);
         step(r, t, out, rows[t]);
     }
 }
@@ -51,20 +58,20 @@ void gru_backward_step(const run_t *, int64_t, int64_t, real *, int64_t);
 void rnn_forward_step(const run_t *, int64_t, const real *, int64_t);
 void rnn_backward_step(const run_t *, int64_t, int64_t, real *, int64_t);
 
-void lstm_forward(const run_t *r, const real *w, const int64_t *rows, real *p) {
-    forward_loop(r, lstm_forward_step, 4 * r->H, w, rows, p);
+void lstm_forward(const run_t *r, const real *w, int64_t raw, const int64_t *rows, real *p) {
+    forward_loop(r, lstm_forward_step, 4 * r->H, w, raw, rows, p);
 }
 void lstm_backward(const run_t *r, const real *w, const int64_t *rows, const real *dg, real *q) {
     backward_loop(r, lstm_backward_step, 4 * r->H, w, rows, dg, q);
 }
-void gru_forward(const run_t *r, const real *w, const int64_t *rows, real *p) {
-    forward_loop(r, gru_forward_step, 3 * r->H, w, rows, p);
+void gru_forward(const run_t *r, const real *w, int64_t raw, const int64_t *rows, real *p) {
+    forward_loop(r, gru_forward_step, 3 * r->H, w, raw, rows, p);
 }
 void gru_backward(const run_t *r, const real *w, const int64_t *rows, const real *dg, real *q) {
     backward_loop(r, gru_backward_step, 3 * r->H, w, rows, dg, q);
 }
-void rnn_forward(const run_t *r, const real *w, const int64_t *rows, real *p) {
-    forward_loop(r, rnn_forward_step, r->H, w, rows, p);
+void rnn_forward(const run_t *r, const real *w, int64_t raw, const int64_t *rows, real *p) {
+    forward_loop(r, rnn_forward_step, r->H, w, raw, rows, p);
 }
 void rnn_backward(const run_t *r, const real *w, const int64_t *rows, const real *dg, real *q) {
     backward_loop(r, rnn_backward_step, r->H, w, rows, dg, q);

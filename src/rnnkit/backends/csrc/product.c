@@ -39,8 +39,10 @@ static inline int64_t panels(int64_t n) { return (n + NR - 1) / NR; }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Pack the right operand of x @ w^T (transpose = 1: w is (N, K)) or of x @ w (transpose
- * = 0: w is (K, N)) into out, panels(N) * K * NR values. */
-void rnnkit_pack(const real *w, int64_t K, int64_t N, int64_t transpose, real *out) {
+ * = 0: w is (K, N)) into out, panels(N) * K * NR values, the threads sharing the panels. */
+void rnnkit_pack(const real *w, int64_t K, int64_t N, int64_t transpose, real *out,
+                 int64_t threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && N * K >= 65536)
     for (int64_t p = 0; p < panels(N); p++) {
         real *o = out + p * K * NR;
         const int64_t cols = min64(N - p * NR, NR);
@@ -108,6 +110,25 @@ __attribute__((optimize("fp-contract=fast"))) void rnnkit_product(
 #endif
 #undef REST
             default: break;
+        }
+    }
+}
+
+/* C (M, N) = A (M, K) W^T with W (N, K) as it is, unpacked: for a call of a step or a few
+ * (generation, a few rows), where laying W out would cost more than the products. Each
+ * output is a dot product along K; the threads share the rows of W. */
+__attribute__((optimize("fp-contract=fast"))) void rnnkit_product_rows(
+    const real *A, int64_t lda, int64_t M, int64_t K, const real *W, int64_t N, real *C,
+    int64_t ldc, int64_t threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && M * N * K >= 65536)
+    for (int64_t n = 0; n < N; n++) {
+        const real *restrict w = W + n * K;
+        for (int64_t i = 0; i < M; i++) {
+            const real *restrict a = A + i * lda;
+            real s = 0;
+#pragma omp simd reduction(+ : s)
+            for (int64_t k = 0; k < K; k++) s += a[k] * w[k];
+            C[i * ldc + n] = s;
         }
     }
 }
