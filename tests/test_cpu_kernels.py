@@ -341,3 +341,24 @@ def test_either_loop_runs_the_backward_of_either_forward(option, forward_kernels
         monkeypatch.delenv("RNNKIT_CPU_KERNELS")
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@needs_kernels
+def test_short_calls_see_a_weight_changed_in_any_way():
+    """Generation steps one token per call: every call reads W_hh as it is now, after an
+    optimiser's in-place step or a change through ``.data`` (which no version counter
+    sees)."""
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(5, 7, num_layers=2, backend="fused").eval()
+    ref = rnnkit.LSTM(5, 7, num_layers=2, backend="reference").eval()
+    x = torch.randn(1, 3, 5)
+    with torch.no_grad():
+        for change in (None, "in place", "through .data", "new memory"):
+            if change == "in place":
+                layer.weight_hh_l1.mul_(0.5)
+            elif change == "through .data":
+                layer.weight_hh_l0.data.mul_(-1.5)
+            elif change == "new memory":
+                layer.weight_hh_l1.data = torch.randn(28, 7)
+            ref.load_state_dict(layer.state_dict())
+            torch.testing.assert_close(layer(x)[0], ref(x)[0], rtol=1e-5, atol=1e-6)
