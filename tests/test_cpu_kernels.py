@@ -265,6 +265,18 @@ def test_auto_sends_cpu_float32_gru_and_rnn_to_the_kernels(monkeypatch):
     assert pick("GRU", x64) == "native" and pick("LSTM", x32, has_lengths=True) == "fused"
     # a short call (generation, one step at a time): the other way round
     assert [pick(m, x32[:15]) for m in ("GRU", "RNN_TANH", "LSTM")] == ["native", "native", "fused"]
+    # an LSTM trained on a batch of 32 or more with 128 units or more goes to fused, not
+    # in inference, under autocast (oneDNN's kernel in bf16) or with a projection
+    wide = torch.ones(16, 32, 4)
+    lstm = lambda x, **kw: pick("LSTM", x, **{"hidden_size": 128, **kw})
+    assert lstm(wide) == "fused" and lstm(x32) == "native"
+    assert lstm(wide, hidden_size=100) == "native" and lstm(wide, projected=True) == "native"
+    assert backends.choose("auto", native_ok=True, x=wide, training=False, mode="LSTM",
+                           hidden_size=128) == "native"
+    with torch.no_grad():
+        assert lstm(wide) == "native"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert lstm(wide) == "native"
     monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
     assert pick("GRU", x32) == "native"
     # and the layer itself takes that path, with torch.nn's numbers

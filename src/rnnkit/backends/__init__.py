@@ -15,6 +15,10 @@ from rnnkit.backends import reference
 BACKENDS = ("auto", "reference", "fused", "native")
 #: A call of fewer steps than this is "short" (generation steps one token at a time).
 SHORT = 16
+#: The smallest batch and hidden size at which the fused CPU loop trains a plain LSTM
+#: faster than oneDNN's LSTM kernel (benchmarks/RESULTS.md): 0.74-0.90 of its time from
+#: B=32 on at H=128-512; at B=8-16 and at H=100 it was no faster.
+LSTM_FUSED_BATCH, LSTM_FUSED_HIDDEN = 32, 128
 
 
 def per_direction(name: str):
@@ -29,7 +33,8 @@ def per_direction(name: str):
 
 
 def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool,
-           has_lengths: bool = False, mode: str = "LSTM") -> str:
+           has_lengths: bool = False, mode: str = "LSTM", hidden_size: int = 0,
+           projected: bool = False) -> str:
     """Resolve ``auto``: native when it can do the job and is the fastest, else fused.
 
     - cuDNN cannot run backward in eval mode, so on GPU an eval-mode call that needs
@@ -41,8 +46,13 @@ def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool,
       benchmarks/RESULTS.md): torch.nn's GRU and RNN are per-step loops, and fused
       trains them in 0.6-0.8 of their time on calls of 16 steps or more, while their
       per-call cost stays lower on shorter ones; torch.nn's LSTM runs oneDNN's LSTM
-      kernel, ahead over long sequences but costly per call, so generation one token at
-      a time (calls under 16 steps) goes to fused, 0.2 of its per-token latency.
+      kernel, costly per call, so generation one token at a time (calls under 16 steps)
+      goes to fused, 0.2 of its per-token latency; over long sequences fused trains it
+      in 0.74-0.90 of oneDNN's time from a batch of 32 and a hidden size of 128 on
+      (without projection, outside autocast, which runs oneDNN's kernel in bf16), while
+      oneDNN stays ahead on smaller batches and in inference.
+
+    ``x`` is time-major, (T, B, I).
     """
     if requested != "auto":
         return requested
@@ -53,6 +63,10 @@ def choose(requested: str, *, native_ok: bool, x: torch.Tensor, training: bool,
     if x.device.type == "cpu" and has_lengths:
         return "fused"
     if x.device.type == "cpu" and (mode == "LSTM") == (x.shape[0] < SHORT) and _cpu_fast(x):
+        return "fused"
+    if (mode == "LSTM" and x.device.type == "cpu" and training and torch.is_grad_enabled()
+            and x.shape[1] >= LSTM_FUSED_BATCH and hidden_size >= LSTM_FUSED_HIDDEN
+            and not projected and not torch.is_autocast_enabled("cpu") and _cpu_fast(x)):
         return "fused"
     return "native"
 

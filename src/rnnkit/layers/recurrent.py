@@ -48,7 +48,8 @@ class _Recurrent(RecurrentBase):
         states = self._initial_state(_cast(hx, x.dtype) if amp else hx, x, batched)
         name = backends.choose(self.backend, native_ok=not self.has_extras(), x=x,
                                training=self.training, has_lengths=lengths is not None,
-                               mode=self.mode)
+                               mode=self.mode, hidden_size=self.hidden_size,
+                               projected=self.proj_size > 0)
         if name == "native":  # under autocast, torch.nn's kernels choose their precision
             out, finals = native.run_stack(
                 x, states, self.flat_weights(), mode=self.mode, bias=self.bias,
