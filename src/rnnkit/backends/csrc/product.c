@@ -9,8 +9,10 @@
  * is accumulated in vector registers over the whole of K before it is stored once.
  * GCC's vector types keep it one source for float and double and for AVX-512 (64-byte
  * vectors), AVX2 and other SIMD units (32-byte vectors, split by the compiler where
- * narrower). The products over all steps stay with torch (oneDNN), which runs those
- * larger shapes as fast.
+ * narrower). A call of a few steps (generation) reads W_hh as it is instead
+ * (rnnkit_product_rows), since laying it out would cost more than its products. The
+ * products over all steps stay with torch (oneDNN), which runs those larger shapes as
+ * fast.
  */
 #include "common.h"
 
