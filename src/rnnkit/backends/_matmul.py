@@ -18,7 +18,7 @@ linear would need both operands transposed into copies, which cost more than it 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Optional
 
 import torch
@@ -63,8 +63,6 @@ MIN_ROWS = 128
 def packed(w: Tensor, transpose: bool) -> Tensor:
     """``w`` laid out for the kernels' per-step products (``rnnkit_pack``): the right
     operand of ``x @ w^T`` (``transpose``, w (N, K)) or of ``x @ w`` (w (K, N))."""
-    if not w.is_contiguous() and w.t().is_contiguous():  # a transposed view: its base
-        w, transpose = w.t(), not transpose
     w = w.detach().contiguous()
     lib = kernels.library(w.dtype)
     K, N = (w.shape[1], w.shape[0]) if transpose else w.shape
@@ -93,42 +91,39 @@ class Fixed:
 
     def __init__(self, w: Tensor, rows: int, steps: int = PACK_MIN_STEPS) -> None:
         self._w, self._rows, self._steps = w, rows, steps
-        self._ready = False
 
-    def _prepare(self) -> None:
-        """Lay the weight out on the first product (a loop that never calls it, as the
-        compiled CPU loops, costs nothing)."""
-        w, self.packed, self.w_t = self._w, None, None
+    @cached_property
+    def _layout(self) -> tuple[Optional[Tensor], Optional[Tensor]]:
+        """(oneDNN's packed weight, or w^T), laid out on the first product: a loop that
+        never calls it, as the compiled CPU loops, costs nothing."""
+        w = self._w
         if self._steps < PACK_MIN_STEPS:  # a few products: laying the weight out costs more
-            self.w_t = w.t()
-        elif onednn(w):
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), self._rows)
-        else:
-            self.w_t = w.t().contiguous()  # a contiguous right operand is faster
-        self._ready = True
+            return None, w.t()
+        if onednn(w):
+            return torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), self._rows), None
+        return None, w.t().contiguous()  # a contiguous right operand is faster
+
+    @property
+    def packed(self) -> Optional[Tensor]:
+        return self._layout[0]
 
     def __call__(self, x: Tensor) -> Tensor:
-        if not self._ready:
-            self._prepare()
-        if self.packed is not None:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
-        return torch.mm(x, self.w_t)
+        packed, w_t = self._layout
+        if packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+        return torch.mm(x, w_t)
 
     def into(self, x: Tensor, out: Tensor) -> Tensor:
         """``out = x @ w^T``."""
-        if not self._ready:
-            self._prepare()
         if self.packed is not None:
             return out.copy_(self(x))
-        return torch.mm(x, self.w_t, out=out)
+        return torch.mm(x, self._layout[1], out=out)
 
     def add_to(self, a: Tensor, x: Tensor) -> Tensor:
         """``a += x @ w^T``."""
-        if not self._ready:
-            self._prepare()
         if self.packed is not None:
             return a.add_(self(x))
-        return a.addmm_(x, self.w_t)
+        return a.addmm_(x, self._layout[1])
 
 
 def linear_layer(x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:

@@ -1,15 +1,15 @@
 /* The LSTM's per-step pointwise work on the CPU, forward and backward, in one pass.
  *
- * The fused backend (fused.py, _fused_lstm.py) calls these between its matrix products,
- * which stay with torch:
+ * The time loops (loop.c) call these after (forward) or before (backward) each step's
+ * recurrent product (product.c):
  *
- *   forward, step t:   [torch] p = (h_{t-1} . m) W_hh^T
+ *   forward, step t:   p = (h_{t-1} . m) W_hh^T
  *                      lstm_forward_step(t, p): a_t += LN(p) (or p), the four activations,
  *                      c', LN_c, tanh, h', zoneout/length settling, h_t . m for step t+1
  *   backward, step t:  lstm_backward_step(t, q): dh_t from q (the last product, or the
  *                      final state's gradient), the gate gradients dG_t, the carried dc,
  *                      LN backward
- *                      [torch] q = dG_t W_hh  (dh_{t-1} before the mask)
+ *                      q = dG_t W_hh  (dh_{t-1} before the mask)
  *
  * Gate order i, f, g, o (torch.nn's).
  */
