@@ -122,6 +122,26 @@ def test_split_is_stratified_disjoint_and_repeatable():
     assert [position[e] for e in splits["train"]] == sorted(position[e] for e in splits["train"])
 
 
+def test_folds_test_every_example_once_and_fold_0_is_the_plain_split():
+    examples = read_examples(FIXTURE, "review", "sentiment")
+    assert split_examples(examples, 0.1, 0.2, seed=3, fold=0) == \
+        split_examples(examples, 0.1, 0.2, seed=3)
+    tested = []
+    for fold in range(5):
+        splits = split_examples(examples, 0.1, 0.2, seed=3, fold=fold)
+        assert {s: len(v) for s, v in splits.items()} == {"train": 126, "valid": 18,
+                                                          "test": 36}
+        assert sorted(sum(splits.values(), [])) == sorted(examples)
+        # the validation slice is the one after the test slice: the next fold's test
+        following = split_examples(examples, 0.1, 0.2, seed=3, fold=(fold + 1) % 5)
+        assert set(splits["valid"]) < set(following["test"])
+        tested += splits["test"]
+    assert sorted(tested) == sorted(examples)
+    for fold in (-1, 5):
+        with pytest.raises(ValueError, match=f"fold must be in 0 … 4 .* got {fold}"):
+            split_examples(examples, 0.1, 0.2, seed=3, fold=fold)
+
+
 def test_split_fractions_must_leave_training_examples():
     with pytest.raises(ValueError, match="must be < 1"):
         split_examples([Example("a", "b")], 0.5, 0.5, seed=0)

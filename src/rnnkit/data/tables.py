@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 import sys
 from collections import defaultdict
@@ -145,13 +146,22 @@ def check_classes(examples: Sequence[Example], where: str) -> list[str]:
 
 
 def split_examples(examples: Sequence[Example], valid: float, test: float,
-                   seed: int) -> dict[str, list[Example]]:
+                   seed: int, fold: int = 0) -> dict[str, list[Example]]:
     """Train/valid/test by ``seed``: each class's examples are shuffled and
     ``round(n · valid)`` of them validate, ``round(n · test)`` test, the rest train. Each
-    split keeps the file's order."""
+    split keeps the file's order.
+
+    ``fold`` picks which slice of each shuffled class tests, for cross-validation: fold
+    k tests positions ``round(n · test · k)`` up to ``round(n · test · (k + 1))`` and
+    validates on the slice after it (wrapping round), so folds 0 … ⌈1/test⌉ − 1 test
+    every example once (fold 0 is the split without folds)."""
     if valid + test >= 1:
         raise ValueError(f"valid_fraction + test_fraction must be < 1 (some examples must "
                          f"be left to train on), got {valid} + {test}")
+    if fold < 0 or (fold > 0 and fold * test >= 1):
+        folds = math.ceil(1 / test) if test > 0 else 1
+        raise ValueError(f"fold must be in 0 … {folds - 1} with test_fraction {test}, "
+                         f"got {fold}")
     by_class: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(examples):
         by_class[e.label].append(i)
@@ -160,9 +170,13 @@ def split_examples(examples: Sequence[Example], valid: float, test: float,
     for label in sorted(by_class):
         index = by_class[label]
         rng.shuffle(index)
-        n_test, n_valid = round(len(index) * test), round(len(index) * valid)
+        n = len(index)
+        start, end = round(n * test * fold), min(n, round(n * test * (fold + 1)))
+        n_valid = round(n * valid)
         for k, i in enumerate(index):
-            where[i] = "test" if k < n_test else "valid" if k < n_test + n_valid else "train"
+            after = (k - end) % n  # the position counted from the end of the test slice
+            where[i] = ("test" if start <= k < end else
+                        "valid" if after < n_valid and not start <= k < end else "train")
     splits: dict[str, list[Example]] = {"train": [], "valid": [], "test": []}
     for i, e in enumerate(examples):
         splits[where[i]].append(e)
