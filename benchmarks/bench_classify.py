@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -75,18 +76,21 @@ def _summary(s: dict, labels) -> dict:
     return out
 
 
-def run_rnnkit(name: str, budget: float | None, quick: bool, threads: int) -> dict:
-    """Train ``name`` as ``rnnkit train classify --config <its config>`` would; called in
-    a process of its own."""
+def run_rnnkit(name: str, budget: float | None, quick: bool, threads: int,
+               fold: int | None = None) -> dict:
+    """Train ``name`` as ``rnnkit train classify --config <its config>`` would (with
+    ``--data.fold=<fold>`` when given); called in a process of its own."""
     torch.set_num_threads(threads)
     from rnnkit import config as configs
     from rnnkit.tasks import classify_runs
     from rnnkit.tasks.classify import ClassifyConfig
     from rnnkit.tasks.classify_report import scores
 
-    out = Path(HERE) / "out" / "classify" / name
+    out = Path(HERE) / "out" / "classify" / (name if fold is None else f"{name}-fold{fold}")
     shutil.rmtree(out, ignore_errors=True)
     overrides = [f"train.time_budget={budget}"] if budget else []
+    if fold is not None:
+        overrides.append(f"data.fold={fold}")
     if quick:
         overrides += ["train.max_steps=20", "train.eval_every=10", "model.hidden_size=16"]
     cfg = configs.load(ClassifyConfig, ROOT / "configs" / "classify" / CONFIGS[name], overrides)
@@ -98,8 +102,10 @@ def run_rnnkit(name: str, budget: float | None, quick: bool, threads: int) -> di
     truth = [i for i, row in enumerate(report["confusion"]) for _ in range(sum(row))]
     predicted = [j for row in report["confusion"] for j, n in enumerate(row) for _ in range(n)]
     s = scores(truth, predicted, len(labels))
+    parts = {f"{part}_{k}": v for part, m in report.get("parts", {}).items()
+             for k, v in m.items()}  # with model.ngrams: the network's and the n-grams'
     return {"steps": summary["step"], "seconds": round(seconds, 1),
-            "val_accuracy": summary.get("val_accuracy"), **_summary(s, labels),
+            "val_accuracy": summary.get("val_accuracy"), **_summary(s, labels), **parts,
             "config": f"configs/classify/{CONFIGS[name]}"}
 
 
@@ -109,6 +115,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds of training per set (default: the config's steps)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument("--folds", type=int, default=1,
+                        help="cross-validate: train and score on folds 0 … N-1 "
+                             "(data.fold; N = 10 covers every example with the 10%% test "
+                             "split) and report the mean (default: 1, the one split)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="folds trained at once, each on --threads threads")
     parser.add_argument("--quick", action="store_true", help="a 20-step smoke check")
     parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md as it is")
     args = parser.parse_args()
@@ -123,13 +135,16 @@ def main() -> None:
     for name in args.sets.split(","):
         if name not in CONFIGS:
             sys.exit(f"unknown set {name!r}; choose among {', '.join(CONFIGS)}")
-        splits, labels = load_splits(DataConfig(train=name))
-        sizes = {s: len(v) for s, v in splits.items()}
-        result = {"sizes": sizes, "baseline": baseline(splits, labels),
-                  "rnnkit": _in_own_process(run_rnnkit, name, args.budget, args.quick,
-                                            args.threads),
-                  "date": datetime.date.today().isoformat(), "command": command,
-                  "commit": _commit(), "machine": machine()}
+        if args.folds > 1:
+            result = cross_validate(name, args)
+        else:
+            splits, labels = load_splits(DataConfig(train=name))
+            result = {"sizes": {s: len(v) for s, v in splits.items()},
+                      "baseline": baseline(splits, labels),
+                      "rnnkit": _in_own_process(run_rnnkit, name, args.budget, args.quick,
+                                                args.threads)}
+        result.update({"date": datetime.date.today().isoformat(), "command": command,
+                       "commit": _commit(), "machine": machine()})
         print(json.dumps({name: result}), flush=True)
         if not args.quick:  # a smoke check's figures are not kept
             results[name] = result
@@ -140,6 +155,36 @@ def main() -> None:
     if not args.no_write:
         update_results(markdown(results), key="classify", title="Text classification "
                                                                 "(bench_classify.py)")
+
+
+def cross_validate(name: str, args) -> dict:
+    """Both models on each fold's split (``data.fold``), ``args.jobs`` folds training at
+    once; the mean and standard deviation over folds of each figure, and every fold's."""
+    from rnnkit.tasks.classify import DataConfig
+    from rnnkit.tasks.classify_runs import load_splits
+
+    folds = range(args.folds)
+    with multiprocessing.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
+        runs = [pool.apply_async(run_rnnkit, (name, args.budget, args.quick, args.threads,
+                                              k)) for k in folds]
+        baselines, sizes = [], None
+        for k in folds:
+            splits, labels = load_splits(DataConfig(train=name, fold=k))
+            sizes = sizes or {s: len(v) for s, v in splits.items()}
+            baselines.append(baseline(splits, labels))
+        ours = [r.get() for r in runs]
+
+    def mean(per_fold: list[dict]) -> dict:
+        keys = [k for k, v in per_fold[0].items() if isinstance(v, float) and k != "C"]
+        out = {k: statistics.fmean(f[k] for f in per_fold) for k in keys}
+        out.update({f"{k}_sd": statistics.stdev(f[k] for f in per_fold) for k in keys})
+        return out
+
+    return {"sizes": sizes, "folds": args.folds,
+            "baseline": {**mean(baselines), "C": "by fold", "per_fold": baselines},
+            "rnnkit": {**mean(ours), "steps": ours[0]["steps"],
+                       "seconds": statistics.fmean(o["seconds"] for o in ours),
+                       "config": ours[0]["config"], "per_fold": ours}}
 
 
 def _in_own_process(fn, *args):
@@ -170,17 +215,32 @@ def markdown(results: dict) -> str:
         metric, target = TARGETS[name]
         ours, base = r["rnnkit"][metric], r["baseline"][metric]
         sizes = " / ".join(str(r["sizes"][s]) for s in ("train", "valid", "test"))
-        rows.append(f"| {TITLES[name]} | {sizes} | test {metric.replace('_', ' ')} | "
-                    f"**{ours:.4f}** | {base:.4f} (C={r['baseline']['C']}) | ≥ {target} "
-                    f"{'met' if ours >= target else 'not met'} | {r['rnnkit']['steps']}, "
-                    f"{r['rnnkit']['seconds']:.0f} |")
+        folds = r.get("folds", 1)
+        if folds > 1:  # the mean over folds, with its spread
+            what = f"test {metric.replace('_', ' ')}, mean of {folds} folds ± sd"
+            ours_text = f"**{ours:.4f}** ± {r['rnnkit'][metric + '_sd']:.4f}"
+            base_text = f"{base:.4f} ± {r['baseline'][metric + '_sd']:.4f} (C by fold)"
+        else:
+            what = f"test {metric.replace('_', ' ')}"
+            ours_text, base_text = f"**{ours:.4f}**", f"{base:.4f} (C={r['baseline']['C']})"
+        rows.append(f"| {TITLES[name]} | {sizes} | {what} | {ours_text} | {base_text} | "
+                    f"≥ {target} {'met' if ours >= target else 'not met'} | "
+                    f"{r['rnnkit']['steps']}, {r['rnnkit']['seconds']:.0f} |")
         m = r["machine"]
         how.append(f"- {TITLES[name]}: `{r['command']}` on {r['date']}, "
                    f"{r['rnnkit']['config']}, commit {r.get('commit')}; {m['cpu']} "
                    f"({m['cores']} cores, {m['threads']} torch thread), torch {m['torch']}.")
+        if "network_accuracy" in r["rnnkit"]:
+            how.append(f"- {TITLES[name]}, the average's parts alone: the network "
+                       f"{r['rnnkit']['network_accuracy']:.4f}, the n-gram regression "
+                       f"{r['rnnkit']['ngram_accuracy']:.4f} (test accuracy"
+                       f"{', mean over folds' if folds > 1 else ''}).")
     return "\n".join([
         "Splits: 80/10/10 by class, seed 0 (`data.split_seed`); each model is chosen on "
-        "the validation split and scored once on the test split.", "", *rows, "",
+        "the validation split and scored once on the test split. A row measured with "
+        "`--folds 10` is 10-fold cross-validation: fold k (`data.fold=k`) tests the k-th "
+        "tenth of each class and validates on the next, so every example is tested once; "
+        "the seconds are a fold's.", "", *rows, "",
         "Measured:", "", *how, ""])
 
 

@@ -39,6 +39,11 @@ def _normal(text: str, lowercase: bool) -> str:
     return text.lower() if lowercase else text
 
 
+def words(text: str, lowercase: bool = True) -> list[str]:
+    """The ``word`` tokeniser's split: runs of ``\\w`` and single punctuation marks."""
+    return _WORD.findall(_normal(text, lowercase))
+
+
 class VocabTokenizer:
     """Words or characters through a :class:`~rnnkit.data.vocab.Vocab`."""
 
@@ -48,10 +53,10 @@ class VocabTokenizer:
         self.kind, self.vocab, self.lowercase = kind, vocab, lowercase
 
     def split(self, text: str) -> list[str]:
-        text = _normal(text, self.lowercase)
         if self.kind == "word":
-            return _WORD.findall(text)
-        return list(" ".join(text.split()))  # white space runs count as one space
+            return words(text, self.lowercase)
+        # white space runs count as one space
+        return list(" ".join(_normal(text, self.lowercase).split()))
 
     @classmethod
     def fit(cls, kind: str, texts: Iterable[str], *, lowercase: bool = True,

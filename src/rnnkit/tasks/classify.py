@@ -39,6 +39,8 @@ class DataConfig:
     valid_fraction: float = option(0.1, "held out of train for validation, class by class")
     test_fraction: float = option(0.1, "held out of train for test, class by class")
     split_seed: int = option(0, "random seed of the train/valid/test split")
+    fold: int = option(0, "cross-validation: which test_fraction slice of each class tests "
+                          "(0 … 1/test_fraction - 1); validation is the slice after it")
 
     def __post_init__(self) -> None:
         in_unit_interval(self, "valid_fraction", "test_fraction")
@@ -86,13 +88,17 @@ class ModelConfig:
     zoneout: float = option(0.0, "zoneout probability (Krueger et al. 2017)")
     forget_bias: Optional[float] = option(None, "LSTM: initial forget-gate bias")
     backend: Literal["auto", "native", "fused", "reference"] = option("auto", "engine backend")
+    ngrams: int = option(0, "average the network's probabilities with a logistic regression "
+                            "over Naive-Bayes-weighted n-grams of 1 … ngrams words (NBSVM, "
+                            "Wang & Manning 2012), fitted on the training split; 0: off")
+    ngram_weight: float = option(0.5, "the n-gram regression's share of the average")
 
     def __post_init__(self) -> None:
         positive(self, "embedding_size", "embedding_std", "hidden_size", "num_layers",
                  "attention_size")
-        non_negative(self, "proj_size")
+        non_negative(self, "proj_size", "ngrams")
         in_unit_interval(self, "dropout", "word_dropout", "label_smoothing",
-                         "recurrent_dropout", "weight_drop", "zoneout")
+                         "recurrent_dropout", "weight_drop", "zoneout", "ngram_weight")
 
 
 @dataclass

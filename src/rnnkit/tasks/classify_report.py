@@ -40,15 +40,23 @@ def scores(truth: Sequence[int], predicted: Sequence[int], num_classes: int) -> 
 
 
 def write_report(folder: Path, labels: Sequence[str], texts: Sequence[str],
-                 truth: Sequence[int], probs, title: str) -> dict[str, Any]:
+                 truth: Sequence[int], probs, title: str,
+                 parts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``metrics.json``, ``misclassified.jsonl`` (most confident mistakes first)
-    and ``confusion.png`` into ``folder``; return the metrics."""
+    and ``confusion.png`` into ``folder``; return the metrics. ``parts``: the (N, C)
+    probabilities of each part of an averaged model, whose accuracy and macro-F1 the
+    metrics then give under ``parts``."""
     predicted = probs.argmax(-1).tolist()
     s = scores(truth, predicted, len(labels))
     per_class = {label: {k: s[k][i] for k in ("precision", "recall", "f1", "support")}
                  for i, label in enumerate(labels)}
     metrics = {"examples": len(truth), "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
                "per_class": per_class, "labels": list(labels), "confusion": s["confusion"]}
+    if parts:
+        metrics["parts"] = {name: {k: v for k, v in scores(truth, p.argmax(-1).tolist(),
+                                                            len(labels)).items()
+                                   if k in ("accuracy", "macro_f1")}
+                            for name, p in parts.items()}
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "metrics.json", json.dumps(metrics, indent=1, ensure_ascii=False) + "\n")
     wrong = [i for i, (t, p) in enumerate(zip(truth, predicted)) if t != p]

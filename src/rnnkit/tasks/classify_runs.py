@@ -1,8 +1,9 @@
 """Text-classification runs: train, evaluate and predict, as the command line calls them.
 
 A run lives in one directory: ``config.toml``, ``checkpoint.pt`` and ``best.pt`` (the
-model, its tokeniser and its labels), ``metrics.jsonl``, ``loss.png``, and ``report/``
-(the test split's ``metrics.json``, ``confusion.png`` and ``misclassified.jsonl``).
+model, its tokeniser and its labels, and with ``model.ngrams`` the n-gram regression its
+probabilities are averaged with), ``metrics.jsonl``, ``loss.png``, and ``report/`` (the
+test split's ``metrics.json``, ``confusion.png`` and ``misclassified.jsonl``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
@@ -20,7 +21,8 @@ from rnnkit.data.tables import Example, check_classes, read_examples, split_exam
 from rnnkit.data.tokenizer import fit_tokenizer, tokenizer_from_dict
 from rnnkit.tasks._runs import load_weights, open_run, read_run, run_checkpoint
 from rnnkit.tasks.classify import ClassifyConfig, ClassifyTask, DataConfig, build_model, pad
-from rnnkit.tasks.classify_report import write_report
+from rnnkit.tasks.classify_report import scores, write_report
+from rnnkit.tasks.ngram import NgramModel
 from rnnkit.training import Trainer
 from rnnkit.training.trainer import pick_device
 
@@ -48,7 +50,7 @@ def load_splits(data: DataConfig) -> tuple[dict[str, list[Example]], list[str]]:
     fractions = {s: 0.0 if s in given else getattr(data, f"{s}_fraction")
                  for s in ("valid", "test")}
     splits = split_examples(read_source(data.train, data), fractions["valid"],
-                            fractions["test"], data.split_seed)
+                            fractions["test"], data.split_seed, data.fold)
     splits.update(given)
     labels = check_classes(splits["train"], f"{data.train} (the training split)")
     for split in ("valid", "test"):
@@ -85,6 +87,30 @@ def make_task(cfg: ClassifyConfig, tokenizer, labels: list[str],
     return ClassifyTask(cfg, ids, targets, len(labels), pick_device(cfg.train.device))
 
 
+class Run(NamedTuple):
+    """A trained classifier as ``load_run`` reads it."""
+    cfg: ClassifyConfig
+    tokenizer: Any
+    labels: list[str]
+    model: torch.nn.Module  # in eval mode
+    ngram: Optional[NgramModel]  # averaged with the model when model.ngrams > 0
+
+
+def fit_ngrams(cfg: ClassifyConfig, splits: dict[str, list[Example]],
+               labels: list[str]) -> Optional[NgramModel]:
+    """The n-gram regression on the training split, its cost picked on validation."""
+    if not cfg.model.ngrams:
+        return None
+    index = {label: i for i, label in enumerate(labels)}
+    texts = {s: [e.text for e in ex] for s, ex in splits.items()}
+    ids = {s: [index[e.label] for e in ex] for s, ex in splits.items()}
+    model = NgramModel.fit(texts["train"], ids["train"], len(labels), texts["valid"],
+                           ids["valid"], n=cfg.model.ngrams)
+    log.info("n-gram regression: %d n-grams of up to %d words, C=%g", len(model.vocabulary),
+             model.n, model.cost)
+    return model
+
+
 def read_run_checkpoint(path: Path) -> dict[str, Any]:
     """A classification checkpoint; ``ValueError`` (one line) when it is missing,
     corrupt, of another task or not a whole run."""
@@ -110,32 +136,79 @@ def train(task: str, cfg: ClassifyConfig, out: Path, *, resume: bool = False,
     model = build_model(len(tokenizer), len(labels), cfg.model, cfg.train.seed)
     meta = {"task": TASK, "config": configs.to_dict(cfg), "tokenizer": tokenizer.to_dict(),
             "labels": labels}
+    ngram = (NgramModel.from_dict(ck["ngram"]) if ck is not None and "ngram" in ck
+             else fit_ngrams(cfg, splits, labels))
+    if ngram is not None:
+        meta["ngram"] = ngram.to_dict()
     trainer = Trainer(model, task_, cfg.train, out, meta=meta, resume=resume,
                       progress=progress)
     if trainer.procs.main:
         write_text(out / "config.toml", configs.dumps_toml(cfg))
     summary = trainer.fit()
     if trainer.procs.main:
-        best = load_run(out)[3]
-        report = _report(out / "report", cfg, tokenizer, labels, splits["test"], best, "test")
+        run = load_run(out)
+        report = _report(out / "report", run, splits["test"], "test")
         summary.update(test_accuracy=report["accuracy"], test_macro_f1=report["macro_f1"],
                        report=str(out / "report"))
+        if run.ngram is not None:  # validation as the average, and each part's figures
+            summary.update(_averaged_validation(run, splits["valid"]))
+            for part, s in report["parts"].items():
+                summary.update({f"{part}_test_accuracy": s["accuracy"],
+                                f"{part}_test_macro_f1": s["macro_f1"]})
     return {**summary, "vocab_size": len(tokenizer), "classes": labels}
 
 
-def load_run(out: Path):
-    """(config, tokenizer, labels, model in eval mode) of the run in ``out``."""
+def _averaged_validation(run: Run, examples: list[Example]) -> dict[str, float]:
+    """The validation accuracy and macro-F1 of the average and of each part."""
+    parts = _parts(run, [e.text for e in examples], "valid split")
+    truth = [run.labels.index(e.label) for e in examples]
+    out = {}
+    for name, probs in (("", _average(run, parts)), *((f"{k}_", v) for k, v in parts.items())):
+        s = scores(truth, probs.argmax(-1).tolist(), len(run.labels))
+        out.update({f"{name}val_accuracy": s["accuracy"], f"{name}val_macro_f1": s["macro_f1"]})
+    return out
+
+
+def load_run(out: Path) -> Run:
+    """The run in ``out``: its best model, as trained."""
     path = run_checkpoint(out)
     ck = read_run_checkpoint(path)
     cfg = configs.from_dict(ClassifyConfig, ck["config"])
     tokenizer = tokenizer_from_dict(ck["tokenizer"])
     model = build_model(len(tokenizer), len(ck["labels"]), cfg.model, cfg.train.seed)
-    return cfg, tokenizer, list(ck["labels"]), load_weights(model, ck["model"], path)
+    ngram = None
+    if cfg.model.ngrams:
+        if not isinstance(ck.get("ngram"), dict):
+            raise ValueError(f"{path} is not a whole run: it lacks ngram")
+        ngram = NgramModel.from_dict(ck["ngram"])
+    return Run(cfg, tokenizer, list(ck["labels"]), load_weights(model, ck["model"], path),
+               ngram)
+
+
+def _parts(run: Run, texts: list[str], where: str) -> dict[str, torch.Tensor]:
+    """Each part's (N, C) probabilities: the network's, and the n-gram regression's."""
+    parts = {"network": _probabilities(run.model.cpu(), run.tokenizer, texts,
+                                       run.cfg.tokenizer.max_length, where)}
+    if run.ngram is not None:
+        parts["ngram"] = run.ngram.probabilities(texts)
+    return parts
+
+
+def _average(run: Run, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    if run.ngram is None:
+        return parts["network"]
+    w = run.cfg.model.ngram_weight
+    return (1 - w) * parts["network"] + w * parts["ngram"]
+
+
+def probabilities(run: Run, texts: list[str], where: str) -> torch.Tensor:
+    """(N, C) class probabilities of the run's model (the average, with n-grams)."""
+    return _average(run, _parts(run, texts, where))
 
 
 def _probabilities(model, tokenizer, texts: list[str], max_length: int, where: str,
                    batch_size: int = 64) -> torch.Tensor:
-    """(N, C) class probabilities, texts run in batches of similar length."""
+    """(N, C) the network's class probabilities, texts run in batches of similar length."""
     ids = encode(tokenizer, texts, max_length, where)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     probs = torch.zeros(len(ids), model.head.out_features)
@@ -147,19 +220,21 @@ def _probabilities(model, tokenizer, texts: list[str], max_length: int, where: s
     return probs
 
 
-def _report(folder: Path, cfg, tokenizer, labels, examples, model, name: str) -> dict:
-    probs = _probabilities(model.cpu(), tokenizer, [e.text for e in examples],
-                           cfg.tokenizer.max_length, name)
-    index = {label: i for i, label in enumerate(labels)}
-    return write_report(folder, labels, [e.text for e in examples],
-                        [index[e.label] for e in examples], probs, f"confusion: {name}")
+def _report(folder: Path, run: Run, examples: list[Example], name: str) -> dict:
+    texts = [e.text for e in examples]
+    parts = _parts(run, texts, name)
+    index = {label: i for i, label in enumerate(run.labels)}
+    return write_report(folder, run.labels, texts, [index[e.label] for e in examples],
+                        _average(run, parts), f"confusion: {name}",
+                        parts if run.ngram is not None else None)
 
 
 def evaluate(out: Path, data: Optional[str] = None, *, text_column: Optional[str] = None,
              label_column: Optional[str] = None) -> dict[str, Any]:
     """Test-split metrics of the run's best model (or of every example of ``data``),
     with the report written into ``out/report`` (``out/report-<data's name>``)."""
-    cfg, tokenizer, labels, model = load_run(out)
+    run = load_run(out)
+    cfg, labels = run.cfg, run.labels
     if text_column is not None:
         cfg.data.text_column = text_column
     if label_column is not None:
@@ -170,21 +245,24 @@ def evaluate(out: Path, data: Optional[str] = None, *, text_column: Optional[str
         examples, name = read_source(data, cfg.data), str(data)
         check_known(examples, labels, name)
         folder = Path(out) / f"report-{Path(data).stem}"
-    report = _report(folder, cfg, tokenizer, labels, examples, model, name)
+    report = _report(folder, run, examples, name)
     per_class = {k: {"precision": v["precision"], "recall": v["recall"]}
                  for k, v in report["per_class"].items()}
+    parts = {f"{part}_test_{k}": v for part, s in report.get("parts", {}).items()
+             for k, v in s.items()}
     return {"split": name, "examples": len(examples), "test_accuracy": report["accuracy"],
-            "test_macro_f1": report["macro_f1"], "per_class": per_class,
+            "test_macro_f1": report["macro_f1"], **parts, "per_class": per_class,
             "report": str(folder), "out": str(out)}
 
 
 def predict(out: Path, texts: list[str]) -> list[dict[str, Any]]:
     """For each text: its likeliest ``label``, that label's ``probability`` and every
     label's ``probabilities``."""
-    cfg, tokenizer, labels, model = load_run(out)
+    run = load_run(out)
+    labels = run.labels
     if not texts:
         raise ValueError("no text to classify")
-    probs = _probabilities(model, tokenizer, list(texts), cfg.tokenizer.max_length, "input")
+    probs = probabilities(run, list(texts), "input")
     rows = []
     for text, p in zip(texts, probs.tolist()):
         best = max(range(len(labels)), key=p.__getitem__)
