@@ -198,6 +198,25 @@ def test_wordlm_sample_continues_the_prompt(word_run):
     assert "<eos>" not in r.stdout  # line ends are printed as line ends
 
 
+def test_wordlm_with_a_clustered_softmax_trains_evaluates_and_samples(corpus, tmp_path):
+    out = tmp_path / "clustered"
+    r = rnnkit("train", "wordlm", "--config", WORD_TINY, "--data", corpus, "--out", out,
+               "--max-steps", STEPS, "--model.softmax_cutoffs=[4, 12]", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = one_json(r.stdout)
+    assert math.isclose(summary["val_ppl"], math.exp(summary["val_loss"]), rel_tol=1e-9)
+    r = rnnkit("eval", out, "--json")
+    assert r.returncode == 0, r.stderr
+    assert math.isfinite(one_json(r.stdout)["test_loss"])
+    r = rnnkit("sample", out, "--prompt", "the cat", "--length", 10, "--seed", 1)
+    assert r.returncode == 0 and r.stdout.startswith("the cat ")
+    r = rnnkit("train", "wordlm", "--config", WORD_TINY, "--data", corpus, "--out",
+               tmp_path / "too-wide", "--model.softmax_cutoffs=[4, 999]")
+    assert_usage_error(r, "cutoffs must be increasing word counts between 0 and the "
+                          "vocabulary size")
+    assert not (tmp_path / "too-wide").exists()
+
+
 def test_resume_continues_and_a_finished_run_reports_null(char_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(char_run[0], out)

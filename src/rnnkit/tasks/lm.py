@@ -21,6 +21,7 @@ from rnnkit.backends._matmul import linear_layer
 from rnnkit.config import in_unit_interval, non_negative, option, positive
 from rnnkit.data.streams import Window, batchify, windows
 from rnnkit.data.vocab import Vocab
+from rnnkit.layers.clustered_softmax import ClusteredSoftmax
 from rnnkit.layers.dropout import Dropout, dropout_mask
 from rnnkit.losses import cross_entropy
 from rnnkit.training.config import TrainConfig
@@ -64,10 +65,18 @@ class ModelConfig:
     zoneout: float = option(0.0, "zoneout probability (Krueger et al. 2017)")
     forget_bias: Optional[float] = option(None, "LSTM: initial forget-gate bias")
     backend: Literal["auto", "native", "fused", "reference"] = option("auto", "engine backend")
+    softmax_cutoffs: list[int] = option([], "word counts where the output softmax is cut "
+                                            "into clusters of rarer words, e.g. [2000, "
+                                            "6000] (rnnkit.ClusteredSoftmax: an exact "
+                                            "distribution at a fraction of the work in "
+                                            "training); empty: one plain softmax")
 
     def __post_init__(self) -> None:
         positive(self, "embedding_size", "hidden_size", "num_layers")
         non_negative(self, "proj_size")
+        cuts = self.softmax_cutoffs
+        if cuts and (cuts[0] <= 0 or any(b <= a for a, b in zip(cuts, cuts[1:]))):
+            raise ValueError(f"softmax_cutoffs must be increasing word counts > 0, got {cuts}")
         in_unit_interval(self, "dropout", "embedding_dropout", "recurrent_dropout",
                          "weight_drop", "zoneout")
         out = self.proj_size or self.hidden_size
@@ -108,7 +117,9 @@ class LanguageModel(nn.Module):
             cfg.embedding_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
             layer_norm=cfg.layer_norm, recurrent_dropout=cfg.recurrent_dropout,
             weight_drop=cfg.weight_drop, zoneout=cfg.zoneout, backend=cfg.backend, **extra)
-        self.head = nn.Linear(cfg.proj_size or cfg.hidden_size, vocab_size)
+        out = cfg.proj_size or cfg.hidden_size
+        self.head = (ClusteredSoftmax(out, vocab_size, cfg.softmax_cutoffs)
+                     if cfg.softmax_cutoffs else nn.Linear(out, vocab_size))
         if cfg.tie_weights:
             # One matrix in two roles: N(0, 1), an embedding's default, would make the
             # output layer's logits ~sqrt(H) wide and the first thousand SGD steps a
@@ -130,10 +141,18 @@ class LanguageModel(nn.Module):
         y, hx = self.rnn(x, hx)
         return self.drop(y), (tuple(hx) if isinstance(hx, tuple) else (hx,))
 
-    def forward(self, tokens: Tensor, state=None):
-        """(T, B) ids → logits (T, B, V), state (a tuple: (h,) or (h, c))."""
+    def forward(self, tokens: Tensor, state=None, targets: Optional[Tensor] = None,
+                reduction: str = "mean"):
+        """(T, B) ids → logits (T, B, V), state (a tuple: (h,) or (h, c)); with
+        ``targets`` (T, B), the cross-entropy in nats (``reduction`` as in
+        :func:`rnnkit.losses.cross_entropy`) instead of the logits."""
         y, state = self.features(tokens, state)
-        return linear_layer(y, self.head.weight, self.head.bias), state  # = self.head(y)
+        if isinstance(self.head, ClusteredSoftmax):  # logits: log-probabilities
+            return (self.head(y) if targets is None else
+                    self.head.loss(y, targets, reduction)), state
+        logits = linear_layer(y, self.head.weight, self.head.bias)  # = self.head(y)
+        return (logits if targets is None else
+                cross_entropy(logits, targets, reduction)), state
 
 
 class LanguageModelTask:
@@ -157,8 +176,7 @@ class LanguageModelTask:
                          w.targets[:, columns].to(self.device), w.reset)
 
     def loss(self, model: nn.Module, batch: Window, state):
-        logits, state = model(batch.inputs, state)  # (k, B, V)
-        return cross_entropy(logits, batch.targets), state
+        return model(batch.inputs, state, targets=batch.targets)  # (loss, state)
 
     def evaluate(self, model: nn.Module, split: str, max_tokens: Optional[int] = None):
         """Mean loss over the split (nats per token), with its units."""
@@ -170,8 +188,8 @@ class LanguageModelTask:
         for i in range(0, streams.shape[0] - 1, bptt):
             x = streams[i : i + bptt].to(self.device)
             y = streams[i + 1 : i + 1 + bptt].to(self.device)
-            logits, state = model(x[: y.shape[0]], state)
-            total += float(cross_entropy(logits, y, reduction="sum"))
+            loss, state = model(x[: y.shape[0]], state, targets=y, reduction="sum")
+            total += float(loss)
             count += y.numel()
         loss = total / count
         return {"loss": loss, **self.units(loss)}
