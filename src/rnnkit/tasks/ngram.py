@@ -56,10 +56,12 @@ class NgramModel:
         """The regression on ``texts`` whose cost scores best on the validation texts."""
         if n < 1:
             raise ValueError(f"n-grams need n >= 1, got {n}")
-        counts = Counter(g for t in texts for g in grams(t, n))
+        sets = [grams(t, n) for t in texts]
+        # texts containing each n-gram; sorted, so that ties keep one order in every process
+        counts = Counter(g for s in sets for g in sorted(s))
         vocabulary = [g for g, _ in counts.most_common(max_features)]
         index = {g: i for i, g in enumerate(vocabulary)}
-        x = _presence([grams(t, n) for t in texts], index)  # (N, F), sparse
+        x = _presence(sets, index)  # (N, F), sparse
         targets = _targets(labels, num_classes)  # (N, K')
         ratios = _log_count_ratios(x, targets)
         model = cls(n, vocabulary, ratios, torch.zeros_like(ratios),
