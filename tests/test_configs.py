@@ -26,3 +26,4 @@ def test_config_loads(path):
 def test_the_bf16_word_model_config_asks_for_bf16():
     cfg = config.load(LMConfig, CONFIGS / "wordlm" / "bf16.toml", [])
     assert cfg.train.amp == "bf16" and cfg.model.hidden_size == 400 and cfg.model.tie_weights
+    assert cfg.model.softmax_cutoffs == [2000, 6000]
