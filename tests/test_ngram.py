@@ -29,12 +29,13 @@ def test_log_count_ratios_by_hand():
     index = {"a": 0, "b": 1, "c": 2}
     x = _presence([{"a", "b"}, {"a"}, {"c"}], index)  # texts 0, 1 of class 1; 2 of class 0
     assert x.to_dense().tolist() == [[1, 1, 0], [1, 0, 0], [0, 0, 1]]
-    r = _log_count_ratios(x, _targets([1, 1, 0], 2))  # one column: class 1 against 0
+    xt = x.t().to_sparse_csr()
+    r = _log_count_ratios(xt, _targets([1, 1, 0], 2))  # one column: class 1 against 0
     p, q = torch.tensor([3.0, 2, 1]), torch.tensor([1.0, 1, 2])  # 1 + counts in / out
     expected = torch.log(p / p.sum()) - torch.log(q / q.sum())
     torch.testing.assert_close(r[:, 0], expected.double())
     # three classes: one column per class against the rest
-    three = _log_count_ratios(x, _targets([0, 1, 2], 3))
+    three = _log_count_ratios(xt, _targets([0, 1, 2], 3))
     assert three.shape == (3, 3)
     assert three[1, 0] > 0 and three[2, 2] > 0 and three[2, 0] < 0  # b: class 0 only
     assert three[0, 0] == 0  # a: once in class 0, once in the rest
@@ -82,6 +83,7 @@ def test_a_run_averages_the_network_with_the_ngrams(tmp_path):
         f"data.train={FIXTURE}", "data.text_column=review", "data.label_column=sentiment",
         "model.ngrams=2", "model.ngram_weight=0.3", "train.max_steps=10"])
     summary = classify_runs.train("classify", cfg, tmp_path / "run", progress=False)
+    assert math.isfinite(summary["val_loss"])
     for part in ("network_", "ngram_", ""):
         for split in ("val", "test"):
             assert 0 <= summary[f"{part}{split}_accuracy"] <= 1
@@ -97,6 +99,12 @@ def test_a_run_averages_the_network_with_the_ngrams(tmp_path):
     rows = classify_runs.predict(tmp_path / "run", texts)
     got = torch.tensor([[r["probabilities"][label] for label in run.labels] for r in rows])
     torch.testing.assert_close(got, expected)
+    # the summary's validation figure is the average's, not the network's alone
+    valid = classify_runs.load_splits(cfg.data)[0]["valid"]
+    probs = classify_runs.probabilities(run, [e.text for e in valid], "valid")
+    truth = torch.tensor([run.labels.index(e.label) for e in valid])
+    accuracy = (probs.argmax(-1) == truth).double().mean().item()
+    assert summary["val_accuracy"] == pytest.approx(accuracy, abs=1e-12)
     evaluated = classify_runs.evaluate(tmp_path / "run")
     assert evaluated["test_accuracy"] == summary["test_accuracy"]
     assert evaluated["network_test_accuracy"] == summary["network_test_accuracy"]
@@ -107,4 +115,3 @@ def test_a_run_averages_the_network_with_the_ngrams(tmp_path):
     torch.save(ck, tmp_path / "run" / "best.pt")
     with pytest.raises(ValueError, match="lacks ngram"):
         classify_runs.load_run(tmp_path / "run")
-    assert math.isfinite(summary["val_loss"])

@@ -175,8 +175,7 @@ def split_examples(examples: Sequence[Example], valid: float, test: float,
         n_valid = round(n * valid)
         for k, i in enumerate(index):
             after = (k - end) % n  # the position counted from the end of the test slice
-            where[i] = ("test" if start <= k < end else
-                        "valid" if after < n_valid and not start <= k < end else "train")
+            where[i] = "test" if start <= k < end else "valid" if after < n_valid else "train"
     splits: dict[str, list[Example]] = {"train": [], "valid": [], "test": []}
     for i, e in enumerate(examples):
         splits[where[i]].append(e)

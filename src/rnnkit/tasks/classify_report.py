@@ -39,6 +39,16 @@ def scores(truth: Sequence[int], predicted: Sequence[int], num_classes: int) -> 
             "support": m.sum(1).tolist(), "confusion": m.tolist()}
 
 
+def part_scores(truth: Sequence[int], parts: dict[str, Any],
+                num_classes: int) -> dict[str, dict[str, float]]:
+    """Accuracy and macro-F1 of each part's (N, C) probabilities, by the part's name."""
+    out = {}
+    for name, probs in parts.items():
+        s = scores(truth, probs.argmax(-1).tolist(), num_classes)
+        out[name] = {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"]}
+    return out
+
+
 def write_report(folder: Path, labels: Sequence[str], texts: Sequence[str],
                  truth: Sequence[int], probs, title: str,
                  parts: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -53,10 +63,7 @@ def write_report(folder: Path, labels: Sequence[str], texts: Sequence[str],
     metrics = {"examples": len(truth), "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
                "per_class": per_class, "labels": list(labels), "confusion": s["confusion"]}
     if parts:
-        metrics["parts"] = {name: {k: v for k, v in scores(truth, p.argmax(-1).tolist(),
-                                                            len(labels)).items()
-                                   if k in ("accuracy", "macro_f1")}
-                            for name, p in parts.items()}
+        metrics["parts"] = part_scores(truth, parts, len(labels))
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "metrics.json", json.dumps(metrics, indent=1, ensure_ascii=False) + "\n")
     wrong = [i for i, (t, p) in enumerate(zip(truth, predicted)) if t != p]

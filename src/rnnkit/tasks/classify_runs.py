@@ -21,7 +21,7 @@ from rnnkit.data.tables import Example, check_classes, read_examples, split_exam
 from rnnkit.data.tokenizer import fit_tokenizer, tokenizer_from_dict
 from rnnkit.tasks._runs import load_weights, open_run, read_run, run_checkpoint
 from rnnkit.tasks.classify import ClassifyConfig, ClassifyTask, DataConfig, build_model, pad
-from rnnkit.tasks.classify_report import scores, write_report
+from rnnkit.tasks.classify_report import part_scores, scores, write_report
 from rnnkit.tasks.ngram import NgramModel
 from rnnkit.training import Trainer
 from rnnkit.training.trainer import pick_device
@@ -151,22 +151,19 @@ def train(task: str, cfg: ClassifyConfig, out: Path, *, resume: bool = False,
         summary.update(test_accuracy=report["accuracy"], test_macro_f1=report["macro_f1"],
                        report=str(out / "report"))
         if run.ngram is not None:  # validation as the average, and each part's figures
-            summary.update(_averaged_validation(run, splits["valid"]))
-            for part, s in report["parts"].items():
-                summary.update({f"{part}_test_accuracy": s["accuracy"],
-                                f"{part}_test_macro_f1": s["macro_f1"]})
+            texts = [e.text for e in splits["valid"]]
+            truth = [labels.index(e.label) for e in splits["valid"]]
+            parts = _parts(run, texts, "valid split")
+            average = scores(truth, _average(run, parts).argmax(-1).tolist(), len(labels))
+            summary.update(val_accuracy=average["accuracy"], val_macro_f1=average["macro_f1"])
+            summary.update(_by_part(part_scores(truth, parts, len(labels)), "val"))
+            summary.update(_by_part(report["parts"], "test"))
     return {**summary, "vocab_size": len(tokenizer), "classes": labels}
 
 
-def _averaged_validation(run: Run, examples: list[Example]) -> dict[str, float]:
-    """The validation accuracy and macro-F1 of the average and of each part."""
-    parts = _parts(run, [e.text for e in examples], "valid split")
-    truth = [run.labels.index(e.label) for e in examples]
-    out = {}
-    for name, probs in (("", _average(run, parts)), *((f"{k}_", v) for k, v in parts.items())):
-        s = scores(truth, probs.argmax(-1).tolist(), len(run.labels))
-        out.update({f"{name}val_accuracy": s["accuracy"], f"{name}val_macro_f1": s["macro_f1"]})
-    return out
+def _by_part(figures: dict[str, dict[str, float]], split: str) -> dict[str, float]:
+    """{part: {metric: v}} as summary keys: ``network_test_accuracy``, …"""
+    return {f"{part}_{split}_{k}": v for part, m in figures.items() for k, v in m.items()}
 
 
 def load_run(out: Path) -> Run:
@@ -248,10 +245,9 @@ def evaluate(out: Path, data: Optional[str] = None, *, text_column: Optional[str
     report = _report(folder, run, examples, name)
     per_class = {k: {"precision": v["precision"], "recall": v["recall"]}
                  for k, v in report["per_class"].items()}
-    parts = {f"{part}_test_{k}": v for part, s in report.get("parts", {}).items()
-             for k, v in s.items()}
     return {"split": name, "examples": len(examples), "test_accuracy": report["accuracy"],
-            "test_macro_f1": report["macro_f1"], **parts, "per_class": per_class,
+            "test_macro_f1": report["macro_f1"], **_by_part(report.get("parts", {}), "test"),
+            "per_class": per_class,
             "report": str(folder), "out": str(out)}
 
 

@@ -62,17 +62,18 @@ class NgramModel:
         vocabulary = [g for g, _ in counts.most_common(max_features)]
         index = {g: i for i, g in enumerate(vocabulary)}
         x = _presence(sets, index)  # (N, F), sparse
+        xt = x.t().to_sparse_csr()
         targets = _targets(labels, num_classes)  # (N, K')
-        ratios = _log_count_ratios(x, targets)
+        ratios = _log_count_ratios(xt, targets)
         model = cls(n, vocabulary, ratios, torch.zeros_like(ratios),
                     torch.zeros(ratios.shape[1], dtype=torch.float64), costs[0], num_classes)
-        xt = x.t().to_sparse_csr()
+        valid_x = _presence([grams(t, n) for t in valid_texts], index)
+        valid_y = torch.tensor(list(valid_labels))
         best = None
         for cost in sorted(costs):  # each fit starts from the last one's weights
             model.weight, model.bias = _fit(x, xt, targets, ratios, cost, model.weight,
                                             model.bias)
-            predicted = model.probabilities(valid_texts).argmax(-1)
-            accuracy = (predicted == torch.tensor(list(valid_labels))).double().mean().item()
+            accuracy = (model._probabilities(valid_x).argmax(-1) == valid_y).double().mean().item()
             if best is None or accuracy > best[0]:
                 best = (accuracy, cost, model.weight.clone(), model.bias.clone())
         _, model.cost, model.weight, model.bias = best
@@ -80,7 +81,9 @@ class NgramModel:
 
     def probabilities(self, texts: Sequence[str]) -> Tensor:
         """(N, C) class probabilities, float32."""
-        x = _presence([grams(t, self.n) for t in texts], self.index)
+        return self._probabilities(_presence([grams(t, self.n) for t in texts], self.index))
+
+    def _probabilities(self, x: Tensor) -> Tensor:
         p = torch.sigmoid(x @ (self.ratios * self.weight) + self.bias)  # (N, K')
         if self.num_classes == 2:
             p = torch.cat([1 - p, p], dim=1)
@@ -120,9 +123,9 @@ def _targets(labels: Sequence[int], num_classes: int) -> Tensor:
     return y[:, 1:] if num_classes == 2 else y
 
 
-def _log_count_ratios(x: Tensor, targets: Tensor, alpha: float = 1.0) -> Tensor:
-    """(F, K'): r of each n-gram for each column's class against the rest."""
-    xt = x.t().to_sparse_csr()
+def _log_count_ratios(xt: Tensor, targets: Tensor, alpha: float = 1.0) -> Tensor:
+    """(F, K'): r of each n-gram for each column's class against the rest; ``xt`` is the
+    (F, N) presence matrix transposed."""
     p = alpha + xt @ targets  # (F, K'): texts of the class containing the n-gram
     q = alpha + xt @ (1 - targets)
     return torch.log(p / p.sum(0)) - torch.log(q / q.sum(0))
