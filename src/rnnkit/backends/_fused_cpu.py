@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 #: The kernels' run_t (csrc/common.h), field by field.
 _POINTERS = ("acts", "pre", "ln_hh", "rmean", "rrstd", "h0", "c0", "hbuf", "cbuf", "cnew", "tc",
              "ln_c_w", "ln_c_b", "cmean", "crstd", "wh", "wc", "drop", "hm", "dy", "dgates",
-             "dtc", "dpre", "b_hh", "hn", "dn", "gp", "dc")
+             "dtc", "dpre", "b_hh", "hn", "dn", "gp", "dc", "xpre", "ln_ih", "bias", "xmean",
+             "xrstd", "dxpre", "sum_b", "sum_hh", "sum_ih", "sum_cw", "sum_cb")
 _INTS = ("T", "B", "H", "wh_cols", "wc_cols", "st_cn", "st_tc", "st_pre", "st_stat", "st_dtc",
-         "threads", "relu")
+         "st_d", "threads", "relu")
 _FLOATS = ("wh_s", "wc_s", "eps")
 _KERNEL = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}
 
@@ -71,11 +72,12 @@ def run(r, H: int, **tensors):
     lib = kernels.library(r.acts.dtype)
     cls = kernels.struct_for(_POINTERS, _INTS, _FLOATS, r.acts.dtype)
     ptr_type = dict(cls._fields_)["acts"]
-    T, B = r.acts.shape[:2]
+    T, B, G = r.acts.shape
+    tensors.setdefault("st_d", B * G)  # a δG for every step, unless the caller says not
     tensors["wh"], wh_cols, wh_s = _settle(r.settle_h)
     tensors["wc"], wc_cols, wc_s = _settle(getattr(r, "settle_c", None))
     values = {k: kernels.pointer(tensors.get(k), ptr_type) for k in _POINTERS}
-    ints = {k: tensors.get(k, 0) for k in ("st_cn", "st_tc", "st_pre", "st_stat", "st_dtc")}
+    ints = {k: tensors.get(k, 0) for k in ("st_cn", "st_tc", "st_pre", "st_stat", "st_dtc", "st_d")}
     s = cls(**values, **ints, T=T, B=B, H=H, wh_cols=wh_cols, wc_cols=wc_cols,
             threads=torch.get_num_threads(), relu=int(r.mode == "RNN_RELU"),
             wh_s=wh_s, wc_s=wc_s, eps=LN_EPS)

@@ -36,6 +36,7 @@ from torch import Tensor
 from rnnkit.backends import (
     _fused_gru,
     _fused_lstm,
+    _fused_lstm_cpu,
     _fused_lstm_triton,
     _fused_rnn,
     _triton_common,
@@ -177,6 +178,8 @@ def _input_projection(r) -> None:
         r.xpre = r.rows.linear(x2, w.w_ih)  # (T·B, G)
         if r.mode == "LSTM" and _fused_lstm_triton.normalises_input(r):
             acts = r.xpre  # the kernels normalise each step's share and keep the statistics
+        elif r.mode == "LSTM" and _fused_lstm_cpu.normalises_input(r):
+            acts = torch.empty_like(r.xpre)  # … into this buffer, reading r.xpre
         else:
             acts, r.x_mean, r.x_rstd = ln(r.xpre, w.ln_ih, bias)
     r.acts = acts.view(T, B, -1)
@@ -217,18 +220,20 @@ def _previous_states(r) -> Tensor:
 
 def _recurrent_grads(r, need: dict):
     """(δW_hh, δb_hh, δ LN_hh gain): from ∂L/∂(recurrent share) ``r.d_rec``, before
-    the input side (which may overwrite it) is formed."""
+    the input side (which may overwrite it) is formed; the bias's and the gain's as the
+    loop summed them where it did (``r.d_bias``, ``r.d_ln_hh``)."""
     w, rec, d = r.w, r.rec, r.d_rec
-    d_ln_hh = dw_hh = db_hh = None
+    dw_hh = db_hh = None
+    d_ln_hh = getattr(r, "d_ln_hh", None)
     if w.b_hh is not None and need["b_hh"]:
-        db_hh = step_sum(d)
-    if getattr(r, "d_ln_hh", None) is not None:  # the loop summed them as it went
-        return r.d_w_hh, db_hh, r.d_ln_hh
+        db_hh = _bias_grad(r, d)
+    if getattr(r, "d_w_hh", None) is not None:  # the loop summed it as it went
+        return r.d_w_hh, db_hh, d_ln_hh
     if w.ln_hh is not None and rec.dpre is None:  # the loop kept one step's ∂L/∂pre only
         dw_hh, d_ln_hh = _normed_recurrent_grads(r, need["w_hh"], need["ln_hh"])
         r.hprev = None
         return dw_hh, db_hh, d_ln_hh
-    if w.ln_hh is not None and need["ln_hh"]:
+    if w.ln_hh is not None and need["ln_hh"] and d_ln_hh is None:
         d_ln_hh = ln_backward(d, rec.pre, rec.mean, rec.rstd, w.ln_hh, None,
                               (False, True, False))[1]
     if need["w_hh"]:
@@ -246,6 +251,13 @@ def _recurrent_grads(r, need: dict):
             dw_hh = r.rows.tmm(dpre, hm.reshape(-1, hm.shape[-1]))
     r.hprev = rec.dpre = rec.dpres = None  # the per-step views too, or dpre stays alive
     return dw_hh, db_hh, d_ln_hh
+
+
+def _bias_grad(r, d: Optional[Tensor]) -> Tensor:
+    """The gradient of the bias on the gates, Σ δG over steps and rows: as the loop
+    summed it (``r.d_bias``), or from ``d`` (T, B, G)."""
+    summed = getattr(r, "d_bias", None)
+    return summed if summed is not None else step_sum(d)
 
 
 def _normed_recurrent_grads(r, need_w: bool, need_gain: bool):
@@ -297,14 +309,16 @@ def _input_grads(r, need: dict, db_hh: Optional[Tensor]):
     """(δx, δW_ih, δb_ih, δ LN_ih gain) as one product (or sum) each over all steps."""
     w, x = r.w, r.x
     T, B, I = x.shape
-    d = _CELLS[r.mode].input_side(r)
-    r.d_rec = r.dn = None  # ``d`` is the only hold left: freed as soon as it is used up
-    d_ln_ih = db_ih = None
+    normed = getattr(r, "d_input", None)  # through the input norm already (the CPU kernels)
+    d = _CELLS[r.mode].input_side(r) if normed is None else normed
+    r.d_rec = r.dn = r.d_input = None  # ``d`` is the only hold left: freed once used up
+    d_ln_ih = getattr(r, "d_ln_ih", None)
+    db_ih = None
     if w.b_ih is not None and need["b_ih"]:
         same = r.mode != "GRU" and db_hh is not None  # LSTM and RNN: one bias gradient
-        db_ih = db_hh if same else step_sum(d)
+        db_ih = db_hh if same else _bias_grad(r, d)
     d = d.view(T * B, -1)
-    if w.ln_ih is not None:
+    if w.ln_ih is not None and normed is None:
         mask = (need["x"] or need["w_ih"], need["ln_ih"], False)
         if _triton_common.usable(d):  # on a GPU memory is scarcer: no second (T, B, G)
             d_ln_ih = _ln_backward_over(d, r.xpre, r.x_mean, r.x_rstd, w.ln_ih, mask)

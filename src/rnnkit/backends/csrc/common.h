@@ -76,7 +76,14 @@ typedef struct {
     real *hn;            /* GRU: (T, B, H) h_n, the n share of the recurrent product */
     real *dn;            /* GRU: (T, B, H) dL/d(input-side n pre-activation) */
     real *gp, *dc;       /* (B, H): the settle share to h_{t-1}, the carried dL/dc */
+    real *xpre;          /* LSTM: (T, B, G) x W_ih^T, normalised step by step, or NULL */
+    real *ln_ih, *bias;  /* (G) the input norm's gain; the input share's bias, or NULL */
+    real *xmean, *xrstd; /* (T, B) the input norm's statistics */
+    real *dxpre;         /* (T, B, G) dL/d(x W_ih^T) through the input norm */
+    real *sum_b, *sum_hh, *sum_ih; /* (B, G) or NULL: per row, summed over the steps, */
+    real *sum_cw, *sum_cb; /* the gradients of the bias, the gains, the cell norm's (B, H) */
     int64_t T, B, H, wh_cols, wc_cols, st_cn, st_tc, st_pre, st_stat, st_dtc;
+    int64_t st_d;        /* dgates' step stride: B G, or 0 for one scratch (B, G) */
     int64_t threads;     /* OpenMP threads over the batch rows (torch's own count) */
     int64_t relu;        /* RNN: 1 for ReLU, 0 for tanh */
     double wh_s, wc_s, eps;
@@ -108,10 +115,13 @@ static inline void ln_stats(const real *restrict x, int64_t n, double eps, real 
     *rstd = (real)(1.0 / sqrt((double)v / n + eps));
 }
 
-/* out = dx of y = gain * xhat, xhat = (x - mean) rstd, given d = dL/dy, over one row. */
+/* out = dx of y = gain * xhat, xhat = (x - mean) rstd, given d = dL/dy, over one row;
+ * and, where the pointers are not NULL, sum_gain += d xhat and sum_bias += d (the row's
+ * share of the gain's and the bias's gradients). */
 static inline void ln_backward_row(const real *restrict d, const real *restrict x,
                                    const real *restrict gain, int64_t n, real mean, real rstd,
-                                   real *restrict out) {
+                                   real *restrict out, real *restrict sum_gain,
+                                   real *restrict sum_bias) {
     real acc_a[LANES] = {0}, acc_b[LANES] = {0}, sa = 0, sb = 0;
     int64_t j = 0;
     for (; j + LANES <= n; j += LANES) {
@@ -129,8 +139,21 @@ static inline void ln_backward_row(const real *restrict d, const real *restrict 
         sb += gd * (x[j] - mean);
     }
     real ma = sa / n, mb = sb * rstd / n;
+    if (sum_gain) {
 #pragma omp simd
-    for (j = 0; j < n; j++) out[j] = rstd * (d[j] * gain[j] - ma - (x[j] - mean) * rstd * mb);
+        for (j = 0; j < n; j++) {
+            real xhat = (x[j] - mean) * rstd;
+            sum_gain[j] += d[j] * xhat;
+            out[j] = rstd * (d[j] * gain[j] - ma - xhat * mb);
+        }
+    } else {
+#pragma omp simd
+        for (j = 0; j < n; j++) out[j] = rstd * (d[j] * gain[j] - ma - (x[j] - mean) * rstd * mb);
+    }
+    if (sum_bias) {
+#pragma omp simd
+        for (j = 0; j < n; j++) sum_bias[j] += d[j];
+    }
 }
 
 /* The settle weight of row b at step t: a pointer to H values, or NULL and *ws. */
@@ -217,7 +240,8 @@ static inline void product_gradient(const run_t *r, int64_t t, int64_t b, int64_
                                     real *restrict d) {
     if (!r->dpre) return;
     ln_backward_row(d, r->pre + t * r->st_pre + b * n, r->ln_hh, n, r->rmean[t * r->st_stat + b],
-                    r->rrstd[t * r->st_stat + b], r->dpre + (t * r->B + b) * n);
+                    r->rrstd[t * r->st_stat + b], r->dpre + (t * r->B + b) * n,
+                    r->sum_hh ? r->sum_hh + b * n : NULL, NULL);
 }
 
 /* h_t m: the next product's left operand, under recurrent dropout. */
@@ -249,6 +273,11 @@ static inline void pass_forward(const run_t *r, int64_t t, int64_t b, int64_t G,
         r->rrstd[t * r->st_stat + b] = 1;
         if (r->pre) memset(r->pre + t * r->st_pre + b * G, 0, G * sizeof(real));
     }
+    if (r->xpre) { /* the activations too: a backward in torch reads every row */
+        r->xmean[t * r->st_stat + b] = 0;
+        r->xrstd[t * r->st_stat + b] = 1;
+        memset(r->acts + (t * r->B + b) * G, 0, G * sizeof(real));
+    }
     if (r->ln_c_w) {
         r->cmean[t * r->st_stat + b] = 0;
         r->crstd[t * r->st_stat + b] = 1;
@@ -261,8 +290,9 @@ static inline void pass_backward(const run_t *r, int64_t t, int64_t b, int first
     const int64_t B = r->B, H = r->H;
     carried_gradient(r, t, b, first, 1, g);
     memcpy(r->gp + b * H, g, H * sizeof(real));
-    memset(r->dgates + (t * B + b) * G, 0, G * sizeof(real));
+    memset(r->dgates + t * r->st_d + b * G, 0, G * sizeof(real));
     if (r->dpre) memset(r->dpre + (t * B + b) * G, 0, G * sizeof(real));
+    if (r->dxpre) memset(r->dxpre + (t * B + b) * G, 0, G * sizeof(real));
     if (r->dtc) memset(r->dtc + t * r->st_dtc + b * H, 0, H * sizeof(real));
     if (r->dn) memset(r->dn + (t * B + b) * H, 0, H * sizeof(real));
 }

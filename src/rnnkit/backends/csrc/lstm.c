@@ -4,16 +4,34 @@
  * recurrent product (product.c):
  *
  *   forward, step t:   p = (h_{t-1} . m) W_hh^T
- *                      lstm_forward_step(t, p): a_t += LN(p) (or p), the four activations,
+ *                      lstm_forward_step(t, p): a_t = LN_ih(x_t W_ih^T) + b where the input
+ *                      norm is on (x_t W_ih^T in xpre), a_t += LN(p) (or p), the activations,
  *                      c', LN_c, tanh, h', zoneout/length settling, h_t . m for step t+1
  *   backward, step t:  lstm_backward_step(t, q): dh_t from q (the last product, or the
  *                      final state's gradient), the gate gradients dG_t, the carried dc,
- *                      LN backward
+ *                      LN backward, and each row's sums of the bias and norm gradients
  *                      q = dG_t W_hh  (dh_{t-1} before the mask)
  *
  * Gate order i, f, g, o (torch.nn's).
  */
 #include "common.h"
+
+/* a = LN_ih(x W_ih^T) + b over one row of G gates, keeping the statistics. */
+static inline void input_norm(const run_t *r, int64_t t, int64_t b, int64_t G, real *restrict a) {
+    const real *restrict x = r->xpre + (t * r->B + b) * G, *restrict gain = r->ln_ih,
+                         *restrict bias = r->bias;
+    real m, s;
+    ln_stats(x, G, r->eps, &m, &s);
+    r->xmean[t * r->st_stat + b] = m;
+    r->xrstd[t * r->st_stat + b] = s;
+    if (bias) {
+#pragma omp simd
+        for (int64_t j = 0; j < G; j++) a[j] = gain[j] * (x[j] - m) * s + bias[j];
+    } else {
+#pragma omp simd
+        for (int64_t j = 0; j < G; j++) a[j] = gain[j] * (x[j] - m) * s;
+    }
+}
 
 void lstm_forward_step(const run_t *r, int64_t t, const real *prod, int64_t rows) {
     const int64_t B = r->B, H = r->H, G = 4 * H;
@@ -31,6 +49,7 @@ void lstm_forward_step(const run_t *r, int64_t t, const real *prod, int64_t rows
             continue;
         }
         real *restrict ab = a + b * G;
+        if (r->xpre) input_norm(r, t, b, G, ab);
         if (prod) add_product(r, t, b, G, ab, prod + b * G);
         real *restrict gi = ab, *restrict gf = ab + H, *restrict gg = ab + 2 * H,
                        *restrict go = ab + 3 * H;
@@ -79,7 +98,7 @@ void lstm_backward_step(const run_t *r, int64_t t, int64_t first, real *q, int64
     const real *a = r->acts + t * B * G;
     const real *cp = t ? r->cbuf + (t - 1) * B * H : r->c0;
     const real *tc = r->tc + t * r->st_tc;
-    real *d = r->dgates + t * B * G, *dtc = r->dtc + t * r->st_dtc;
+    real *d = r->dgates + t * r->st_d, *dtc = r->dtc + t * r->st_dtc;
     const int settle_h = SETTLE_H(r), settle_c = r->wc || r->wc_s != 0.0;
     PARALLEL_ROWS(r)
     for (int64_t b = 0; b < B; b++) {
@@ -106,7 +125,9 @@ void lstm_backward_step(const run_t *r, int64_t t, int64_t first, real *q, int64
         if (r->ln_c_w) {
             const real *cnb = (r->cnew ? r->cnew + t * r->st_cn : r->cbuf + t * B * H) + b * H;
             ln_backward_row(dtb, cnb, r->ln_c_w, H, r->cmean[t * r->st_stat + b],
-                            r->crstd[t * r->st_stat + b], db + H);
+                            r->crstd[t * r->st_stat + b], db + H,
+                            r->sum_cw ? r->sum_cw + b * H : NULL,
+                            r->sum_cb ? r->sum_cb + b * H : NULL);
         } else {
             memcpy(db + H, dtb, H * sizeof(real));
         }
@@ -125,6 +146,16 @@ void lstm_backward_step(const run_t *r, int64_t t, int64_t first, real *q, int64
             dc[j] = dcn * f + dc[j] * wc;
         }
         product_gradient(r, t, b, G, db);
+        /* 6) the input norm's backward, and the bias's share (db itself) */
+        real *restrict sb = r->sum_b ? r->sum_b + b * G : NULL;
+        if (r->xpre) {
+            ln_backward_row(db, r->xpre + (t * B + b) * G, r->ln_ih, G, r->xmean[t * r->st_stat + b],
+                            r->xrstd[t * r->st_stat + b], r->dxpre + (t * B + b) * G,
+                            r->sum_ih ? r->sum_ih + b * G : NULL, sb);
+        } else if (sb) {
+#pragma omp simd
+            for (int64_t j = 0; j < G; j++) sb[j] += db[j];
+        }
     }
 }
 
