@@ -28,6 +28,7 @@ from typing import Optional
 
 import torch
 
+from rnnkit.backends._heap import keep_freed_memory
 from rnnkit.data.cache import cache_dir
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ def library(dtype: torch.dtype) -> Optional[ctypes.CDLL]:
         _declare(lib, "xent_backward_bf16", (p, p, p, p, i64, i64, i64, i64, p, p, i64))
     for name in ("rnnkit_run_size", "rnnkit_panel_width"):
         getattr(lib, name).restype, getattr(lib, name).argtypes = i64, ()
+    keep_freed_memory()  # the loops' buffers are reused, not faulted in at every step
     return lib
 
 
