@@ -1,10 +1,10 @@
 """Engine speed and memory against torch.nn, measured as ratios in one run.
 
-Every variant is timed on the same data, forward + backward in train mode, with the
-repeats interleaved (A, B, C, then B, C, A, ...: the order rotates each round) so that
-noise from a shared machine falls on all of them alike; the median is reported with its
-ratio to the anchor timed in the same run. Peak memory is measured in a fresh
-subprocess per variant (the hidden ``--_memory-probe NAME`` option).
+Every variant is timed on the same data, forward + backward in train mode, each in a
+process of its own, with the repeats interleaved (A, B, C, then B, C, A, ...: the order
+rotates each round) so that noise from a shared machine falls on all of them alike; the
+median is reported with its ratio to the anchor timed in the same run. Peak memory is
+measured in a fresh subprocess per variant (the hidden ``--_memory-probe NAME`` option).
 
     python benchmarks/bench_engine.py            # full run, writes RESULTS.md and JSON
     python benchmarks/bench_engine.py --quick --no-write
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -130,28 +132,70 @@ def unavailable(e: Exception) -> str:
 
 
 def time_all(a, names):
-    """name -> median seconds per forward + backward, or the reason it could not run."""
-    x, lengths = make_data(a)
-    table = variants(a)
-    models, results = {}, {}
-    for n in names:  # build and warm up (at least once: that is where a backend loads)
-        try:
-            models[n] = table[n][0]().train()
-            for _ in range(max(1, a.warmup)):
-                iteration(models[n], x, lengths if table[n][1] else None)
-        except UNAVAILABLE as e:
-            models.pop(n, None)
-            results[n] = unavailable(e)
-    order, times = list(models), {n: [] for n in models}
+    """name -> median seconds per forward + backward, or the reason it could not run.
+
+    Each variant runs in a process of its own (forked before any computation here), so
+    that one variant's allocations do not shape another's heap: in one shared process,
+    whether glibc can reuse freed memory or has to grow the heap again and fault its
+    pages in depended on which variants ran before. The processes take turns, one
+    iteration at a time, in the rotating order."""
+    ctx = multiprocessing.get_context("fork")
+    workers, results = {}, {}
+    for n in names:  # built and warmed up one after another, each alone on the machine
+        here, there = ctx.Pipe()
+        proc = ctx.Process(target=_timing_worker, args=(a, n, there), daemon=True)
+        proc.start()
+        reply = _receive(here, n)
+        if reply == "ready":
+            workers[n] = (proc, here)
+        else:
+            results[n] = reply
+            proc.join()
+    order, times = list(workers), {n: [] for n in workers}
     for r in range(a.repeats if order else 0):
         for n in order[r % len(order):] + order[: r % len(order)]:
-            for p in models[n].parameters():
-                p.grad = None
-            t0 = time.perf_counter()
-            iteration(models[n], x, lengths if table[n][1] else None)
-            times[n].append(time.perf_counter() - t0)
+            workers[n][1].send(True)
+            times[n].append(_receive(workers[n][1], n))
+    for proc, conn in workers.values():
+        conn.send(False)
+        proc.join()
     results.update({n: statistics.median(v) for n, v in times.items()})
     return {n: results[n] for n in names}
+
+
+def _receive(conn, name):
+    try:
+        reply = conn.recv()
+    except EOFError:
+        raise RuntimeError(f"the timing process of {name!r} died") from None
+    if isinstance(reply, dict):  # an error other than an unavailable backend
+        raise RuntimeError(f"{name!r} failed:\n{reply['error']}")
+    return reply
+
+
+def _timing_worker(a, name, conn):
+    """One variant: build, warm up (at least once: that is where a backend loads), say
+    "ready" (or why it is unavailable), then time one iteration per request."""
+    try:
+        x, lengths = make_data(a)
+        builder, uses_lengths = variants(a)[name][:2]
+        lengths = lengths if uses_lengths else None
+        try:
+            model = builder().train()
+            for _ in range(max(1, a.warmup)):
+                iteration(model, x, lengths)
+        except UNAVAILABLE as e:
+            conn.send(unavailable(e))
+            return
+        conn.send("ready")
+        while conn.recv():
+            for p in model.parameters():
+                p.grad = None
+            t0 = time.perf_counter()
+            iteration(model, x, lengths)
+            conn.send(time.perf_counter() - t0)
+    except Exception:  # noqa: BLE001 - reported by the parent
+        conn.send({"error": traceback.format_exc()})
 
 
 def _status_kib(field):
