@@ -89,6 +89,32 @@ typedef struct {
     double wh_s, wc_s, eps;
 } run_t;
 
+/* What a step's pointwise pass will read and write, for the product before it to fetch
+ * into cache while it computes (the product is bound by arithmetic, the pass by memory):
+ * streams of one step's block of B rows, row_bytes each, the first `rows` of them, shared
+ * among `team` threads as the pass shares them. */
+#define PREFETCH_STREAMS 16
+typedef struct {
+    const char *base[PREFETCH_STREAMS];
+    int64_t row_bytes[PREFETCH_STREAMS];
+    int write[PREFETCH_STREAMS];
+    int64_t n, rows, B, team;
+} prefetch_t;
+
+static inline void prefetch_add(prefetch_t *pf, const void *base, int64_t row_bytes, int write) {
+    if (!base || pf->n == PREFETCH_STREAMS) return;
+    pf->base[pf->n] = (const char *)base;
+    pf->row_bytes[pf->n] = row_bytes;
+    pf->write[pf->n++] = write;
+}
+
+/* The rows [*lo, *hi) of B that thread id of n takes in an OpenMP static schedule. */
+static inline void static_share(int64_t B, int64_t n, int64_t id, int64_t *lo, int64_t *hi) {
+    int64_t q = B / n, r = B % n;
+    *lo = id * q + (id < r ? id : r);
+    *hi = *lo + q + (id < r);
+}
+
 /* Sums over a row in LANES independent partial sums: vector registers that the
  * compiler keeps apart, so the additions do not wait on one another. */
 #define LANES 64
@@ -298,6 +324,8 @@ static inline void pass_backward(const run_t *r, int64_t t, int64_t b, int first
 }
 
 #define SETTLE_H(r) ((r)->wh || (r)->wh_s != 0.0)
+/* The threads of a step's pointwise pass (PARALLEL_ROWS). */
+#define ROW_TEAM(r) ((r)->threads > 1 && (r)->B * (r)->H >= PARALLEL_MIN ? (r)->threads : 1)
 #define PARALLEL_ROWS(r) _Pragma("omp parallel for num_threads((r)->threads) if ((r)->threads > 1 && (r)->B * (r)->H >= PARALLEL_MIN)")
 
 #endif

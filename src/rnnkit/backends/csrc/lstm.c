@@ -159,6 +159,42 @@ void lstm_backward_step(const run_t *r, int64_t t, int64_t first, real *q, int64
     }
 }
 
+/* What step t's passes touch beyond the last step's state, for the product before them
+ * to fetch (product.c): forward, the input share, the settle weights and the step's
+ * outputs; backward, the activations, the norms' inputs and the gradients written. */
+void lstm_forward_plan(const run_t *r, int64_t t, prefetch_t *pf) {
+    const int64_t B = r->B, H = r->H, G = 4 * H, R = sizeof(real);
+    if (r->xpre) prefetch_add(pf, r->xpre + t * B * G, G * R, 0);
+    prefetch_add(pf, r->acts + t * B * G, G * R, 1);
+    if (r->wh && r->wh_cols > 1) prefetch_add(pf, r->wh + t * B * r->wh_cols, r->wh_cols * R, 0);
+    if (r->wc && r->wc_cols > 1) prefetch_add(pf, r->wc + t * B * r->wc_cols, r->wc_cols * R, 0);
+    prefetch_add(pf, r->hbuf + t * B * H, H * R, 1);
+    prefetch_add(pf, r->cbuf + t * B * H, H * R, 1);
+    if (r->cnew && r->st_cn) prefetch_add(pf, r->cnew + t * r->st_cn, H * R, 1);
+    if (r->st_tc) prefetch_add(pf, r->tc + t * r->st_tc, H * R, 1);
+}
+
+void lstm_backward_plan(const run_t *r, int64_t t, prefetch_t *pf) {
+    const int64_t B = r->B, H = r->H, G = 4 * H, R = sizeof(real);
+    prefetch_add(pf, r->acts + t * B * G, G * R, 0);
+    prefetch_add(pf, r->tc + t * r->st_tc, H * R, 0);
+    if (t) prefetch_add(pf, r->cbuf + (t - 1) * B * H, H * R, 0);
+    if (r->ln_c_w)
+        prefetch_add(pf, r->cnew ? r->cnew + t * r->st_cn : r->cbuf + t * B * H, H * R, 0);
+    if (r->dpre) {
+        prefetch_add(pf, r->pre + t * r->st_pre, G * R, 0);
+        prefetch_add(pf, r->dpre + t * B * G, G * R, 1);
+    }
+    if (r->xpre) {
+        prefetch_add(pf, r->xpre + t * B * G, G * R, 0);
+        prefetch_add(pf, r->dxpre + t * B * G, G * R, 1);
+    }
+    if (r->st_d) prefetch_add(pf, r->dgates + t * r->st_d, G * R, 1);
+    if (r->wh && r->wh_cols > 1) prefetch_add(pf, r->wh + t * B * r->wh_cols, r->wh_cols * R, 0);
+    if (r->wc && r->wc_cols > 1) prefetch_add(pf, r->wc + t * B * r->wc_cols, r->wc_cols * R, 0);
+    if (r->dy) prefetch_add(pf, r->dy + t * B * H, H * R, 0);
+}
+
 /* The activations as the kernels compute them, for tests: kind 0 sigmoid, 1 tanh. */
 void rnnkit_activation(real *x, int64_t n, int64_t kind) {
     if (kind == 0) {

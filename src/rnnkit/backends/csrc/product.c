@@ -13,8 +13,16 @@
  * (rnnkit_product_rows), since laying it out would cost more than its products. The
  * products over all steps stay with torch (oneDNN), which runs those larger shapes as
  * fast.
+ *
+ * The time loops' product also fetches, spread over its blocks, what the step's
+ * pointwise pass will touch (a prefetch_t): the pass is bound by memory, the product by
+ * arithmetic, so the fetches overlap the product's work instead of stalling the pass.
+ * Each thread fetches the rows it will take in the pass, into its own core's cache.
  */
 #include "common.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if defined(__AVX512F__)
 #define VBYTES 64
@@ -59,20 +67,75 @@ void rnnkit_pack(const real *w, int64_t K, int64_t N, int64_t transpose, real *o
     }
 }
 
+/* K is walked in chunks of KC, with a few prefetches after each. */
+#define KC 64
+
+typedef struct {
+    const prefetch_t *pf;
+    int64_t s, per, lo, hi;
+    const char *p, *end;
+} cursor_t;
+
+/* Point at the first line of stream s on (skipping empty ones). */
+static inline void cursor_range(cursor_t *c) {
+    for (; c->s < c->pf->n; c->s++) {
+        const int64_t rb = c->pf->row_bytes[c->s];
+        c->p = c->pf->base[c->s] + c->lo * rb;
+        c->end = c->pf->base[c->s] + c->hi * rb;
+        if (c->p < c->end) return;
+    }
+}
+
+/* Thread id of nt: its rows of the pass, and its lines spread over its chunks of work. */
+static void cursor_init(cursor_t *c, const prefetch_t *pf, int64_t id, int64_t nt,
+                        int64_t chunks) {
+    c->pf = pf;
+    c->s = 0;
+    c->lo = c->hi = 0;
+    if (pf->team == nt)
+        static_share(pf->B, nt, id, &c->lo, &c->hi);
+    else if (id == 0)
+        c->hi = pf->B;
+    c->hi = c->hi < pf->rows ? c->hi : pf->rows;
+    c->lo = c->lo < c->hi ? c->lo : c->hi;
+    int64_t lines = 0;
+    for (int64_t s = 0; s < pf->n; s++) lines += ((c->hi - c->lo) * pf->row_bytes[s] + 63) / 64;
+    c->per = chunks > 0 ? (lines + chunks - 1) / chunks : lines;
+    cursor_range(c);
+}
+
+static inline void cursor_step(cursor_t *c) {
+    for (int64_t i = 0; i < c->per && c->s < c->pf->n; i++) {
+        if (c->pf->write[c->s])
+            __builtin_prefetch(c->p, 1, 2);
+        else
+            __builtin_prefetch(c->p, 0, 2);
+        c->p += 64;
+        if (c->p >= c->end) {
+            c->s++;
+            cursor_range(c);
+        }
+    }
+}
+
 /* C[0:mr, 0:cols] = A[0:mr, :] b over K, A's rows lda apart; cols <= NR. A constant mr
  * at the call site makes a kernel of each. */
 __attribute__((optimize("fp-contract=fast"))) static inline __attribute__((always_inline)) void
 block(const real *A, int64_t lda, const real *b, int64_t K, real *C, int64_t ldc, const int mr,
-      int64_t cols) {
+      int64_t cols, cursor_t *cur) {
     vec c0[MR], c1[MR];
     for (int i = 0; i < mr; i++) c0[i] = c1[i] = (vec){0};
-    for (int64_t k = 0; k < K; k++) {
-        vec b0 = vload(b + k * NR), b1 = vload(b + k * NR + VL);
-        for (int i = 0; i < mr; i++) {
-            real a = A[i * lda + k];
-            c0[i] += a * b0;
-            c1[i] += a * b1;
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        const int64_t k1 = k0 + KC < K ? k0 + KC : K;
+        for (int64_t k = k0; k < k1; k++) {
+            vec b0 = vload(b + k * NR), b1 = vload(b + k * NR + VL);
+            for (int i = 0; i < mr; i++) {
+                real a = A[i * lda + k];
+                c0[i] += a * b0;
+                c1[i] += a * b1;
+            }
         }
+        if (cur) cursor_step(cur);
     }
     if (cols == NR) {
         for (int i = 0; i < mr; i++) {
@@ -89,31 +152,58 @@ block(const real *A, int64_t lda, const real *b, int64_t K, real *C, int64_t ldc
     }
 }
 
-/* C (M, N) = A (M, K) B, B packed by rnnkit_pack; rows of A and C lda and ldc apart.
+/* C (M, N) = A (M, K) B, B packed by rnnkit_pack; rows of A and C lda and ldc apart;
+ * fetching pf's lines meanwhile (or not: NULL), and C's own before each block when
+ * cold_c (C is a buffer not touched lately).
  * (fp-contract here too: GCC drops an inlined function's own optimize attribute.) */
-__attribute__((optimize("fp-contract=fast"))) void rnnkit_product(
+__attribute__((optimize("fp-contract=fast"))) void rnnkit_product_fetching(
     const real *A, int64_t lda, int64_t M, int64_t K, const real *packed, int64_t N, real *C,
-    int64_t ldc, int64_t threads) {
+    int64_t ldc, int64_t threads, const prefetch_t *pf, int cold_c) {
     const int64_t P = panels(N);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && P > 1 && M * N * K >= 65536)
-    for (int64_t p = 0; p < P; p++) {
-        const real *b = packed + p * K * NR;
-        const int64_t cols = min64(N - p * NR, NR);
-        real *c = C + p * NR;
-        int64_t i = 0;
-        for (; i + MR <= M; i += MR)
-            block(A + i * lda, lda, b, K, c + i * ldc, ldc, MR, cols);
-        switch (M - i) { /* the last rows, with the block's size known to the compiler */
+#pragma omp parallel num_threads(threads) if (threads > 1 && P > 1 && M * N * K >= 65536)
+    {
+        int64_t id = 0, nt = 1;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        cursor_t cursor, *cur = NULL;
+        if (pf && pf->n) {
+            int64_t p0, p1;
+            static_share(P, nt, id, &p0, &p1);
+            cursor_init(&cursor, pf, id, nt, (p1 - p0) * ((M + MR - 1) / MR) * ((K + KC - 1) / KC));
+            cur = &cursor;
+        }
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < P; p++) {
+            const real *b = packed + p * K * NR;
+            const int64_t cols = min64(N - p * NR, NR);
+            real *c = C + p * NR;
+            if (cold_c)
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t l = 0; l < NR * (int64_t)sizeof(real); l += 64)
+                        __builtin_prefetch((const char *)(c + i * ldc) + l, 1, 2);
+            int64_t i = 0;
+            for (; i + MR <= M; i += MR)
+                block(A + i * lda, lda, b, K, c + i * ldc, ldc, MR, cols, cur);
+            switch (M - i) { /* the last rows, with the block's size known to the compiler */
 #define REST(m) \
-    case m: block(A + i * lda, lda, b, K, c + i * ldc, ldc, m, cols); break;
-            REST(1) REST(2) REST(3) REST(4) REST(5)
+    case m: block(A + i * lda, lda, b, K, c + i * ldc, ldc, m, cols, cur); break;
+                REST(1) REST(2) REST(3) REST(4) REST(5)
 #if MR > 6
-            REST(6) REST(7)
+                REST(6) REST(7)
 #endif
 #undef REST
-            default: break;
+                default: break;
+            }
         }
     }
+}
+
+/* C (M, N) = A (M, K) B, B packed by rnnkit_pack; rows of A and C lda and ldc apart. */
+void rnnkit_product(const real *A, int64_t lda, int64_t M, int64_t K, const real *packed,
+                    int64_t N, real *C, int64_t ldc, int64_t threads) {
+    rnnkit_product_fetching(A, lda, M, K, packed, N, C, ldc, threads, NULL, 0);
 }
 
 /* C (M, N) = A (M, K) W^T with W (N, K) as it is, unpacked: for a call of a step or a few
