@@ -197,7 +197,25 @@ class Recurrent:
     norm is on (or the statistics only, ``keep_pre=False``, for a backward that
     recomputes the products); backward keeps ∂L/∂pre in ``dpre`` for the weight gradient
     after the loop (or, with :meth:`scratch_dpres`, only one step's at a time).
+
+    The per-step views ``pres``, ``means``, ``rstds`` and ``dpres`` of those buffers are
+    made on first use (the compiled CPU loops never use them: T views each, a step).
     """
+
+    _VIEWS = {"pres": "pre", "means": "mean", "rstds": "rstd", "dpres": "dpre"}
+
+    def __getattr__(self, name: str):  # only for what is not set: a view not made yet
+        source = Recurrent._VIEWS.get(name)
+        if source is None:
+            raise AttributeError(name)
+        buffer = getattr(self, source)
+        views = None if buffer is None else buffer.unbind(0)
+        setattr(self, name, views)
+        return views
+
+    def _drop_views(self, *names: str) -> None:
+        for name in names:
+            self.__dict__.pop(name, None)
 
     def __init__(self, w_hh: Tensor, gain: Optional[Tensor], drop: Optional[Tensor],
                  pre=None, mean=None, rstd=None) -> None:
@@ -215,7 +233,11 @@ class Recurrent:
         self.out = like.new_empty(B, G)
         self.means, self.rstds = [], []
         if self.gain is not None:
-            self.pre, self.pres = steps(like, T, (B, G), keep if keep_pre is None else keep_pre)
+            if keep if keep_pre is None else keep_pre:
+                self.pre = like.new_empty(T, B, G)
+                self._drop_views("pres")
+            else:
+                self.pre, self.pres = None, [like.new_empty(B, G)] * T
 
     def _masked(self, h: Tensor) -> Tensor:
         return h if self.drop is None else torch.mul(h, self.drop, out=self.hm)
@@ -256,15 +278,13 @@ class Recurrent:
     def start_backward(self, steps: int) -> None:
         self.back, self.steps = None, steps
         self.dpre = self.dpres = None
-        if self.gain is not None:
-            self.pres = None if self.pre is None else self.pre.unbind(0)
-            self.means, self.rstds = self.mean.unbind(0), self.rstd.unbind(0)
+        self._drop_views("pres", "means", "rstds")
 
     def keep_dpre(self) -> Tensor:
         """The (T, B, G) buffer for ∂L/∂pre of every step (the torch and CPU loops)."""
         if self.dpre is None:
             self.dpre = torch.empty_like(self.pre)
-            self.dpres = self.dpre.unbind(0)
+            self._drop_views("dpres")
         return self.dpre
 
     def scratch_dpres(self, rows: int) -> list:
