@@ -374,3 +374,38 @@ def test_short_calls_see_a_weight_changed_in_any_way():
                 layer.weight_hh_l1.data = torch.randn(28, 7)
             ref.load_state_dict(layer.state_dict())
             torch.testing.assert_close(layer(x)[0], ref(x)[0], rtol=1e-5, atol=1e-6)
+
+
+def _fused_node(y):
+    """The fused direction's autograd node below ``y``."""
+    todo, seen = [y.grad_fn], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if "FusedDirection" in type(node).__name__:
+            return node
+        todo.extend(n for n, _ in node.next_functions)
+    raise AssertionError("no fused direction in the graph")
+
+
+@needs_kernels
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_rows_past_their_end_keep_numbers_for_a_backward_in_torch(kind):
+    """Forward keeps, for rows past their sequence's end, numbers a backward through the
+    torch loops multiplies by a zero gradient: never what the memory held before (a NaN
+    there made such a backward's weight gradients NaN)."""
+    torch.manual_seed(0)
+    layer = getattr(rnnkit, kind)(6, 8, layer_norm=True, zoneout=0.1, dtype=torch.float64,
+                                  backend="fused")
+    x = torch.randn(7, 4, 6, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([7, 2, 5, 1])
+    for _ in range(3):
+        poison = [torch.full((n,), float("nan"), dtype=torch.float64)
+                  for n in range(16, 1024, 8) for _ in range(2)]
+        del poison  # freed: the forward's buffers may be given this memory
+        y, _ = layer(x, lengths=lengths)
+        for saved in _fused_node(y).saved_tensors:
+            if saved is not None and saved.is_floating_point():
+                assert torch.isfinite(saved).all()

@@ -299,7 +299,11 @@ static inline void pass_forward(const run_t *r, int64_t t, int64_t b, int64_t G,
         r->rrstd[t * r->st_stat + b] = 1;
         if (r->pre) memset(r->pre + t * r->st_pre + b * G, 0, G * sizeof(real));
     }
-    if (r->xpre) { /* the activations too: a backward in torch reads every row */
+    /* what forward keeps of the row, so that a backward in torch, which reads every row
+     * and multiplies these by a zero gradient, finds numbers there and not garbage */
+    if (r->tc && r->st_tc) memset(r->tc + t * r->st_tc + b * H, 0, H * sizeof(real));
+    if (r->hn && r->st_tc) memset(r->hn + t * r->st_tc + b * H, 0, H * sizeof(real));
+    if (r->xpre) { /* the activations too */
         r->xmean[t * r->st_stat + b] = 0;
         r->xrstd[t * r->st_stat + b] = 1;
         memset(r->acts + (t * r->B + b) * G, 0, G * sizeof(real));
