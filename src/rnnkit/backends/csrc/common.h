@@ -115,27 +115,54 @@ static inline void static_share(int64_t B, int64_t n, int64_t id, int64_t *lo, i
     *hi = *lo + q + (id < r);
 }
 
-/* Sums over a row in LANES independent partial sums: vector registers that the
- * compiler keeps apart, so the additions do not wait on one another. */
-#define LANES 64
+/* Sums over a row in vector registers (GCC's vector types: 64 bytes, split by the compiler
+ * where the unit is narrower), four apart so that the additions do not wait on one
+ * another. */
+#define RVB 64
+typedef real rvec __attribute__((vector_size(RVB)));
+#define RVL (RVB / (int)sizeof(real))
+
+static inline rvec rv_load(const real *p) {
+    rvec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline real rv_total(rvec v) {
+    real s = 0;
+    for (int k = 0; k < RVL; k++) s += v[k];
+    return s;
+}
 
 /* mean and rstd = 1 / sqrt(var + eps) of one row of n. */
 static inline void ln_stats(const real *restrict x, int64_t n, double eps, real *mean, real *rstd) {
-    real acc[LANES] = {0}, s = 0, v = 0;
+    rvec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     int64_t j = 0;
-    for (; j + LANES <= n; j += LANES) {
-#pragma omp simd
-        for (int k = 0; k < LANES; k++) acc[k] += x[j + k];
+    for (; j + 4 * RVL <= n; j += 4 * RVL) {
+        a0 += rv_load(x + j);
+        a1 += rv_load(x + j + RVL);
+        a2 += rv_load(x + j + 2 * RVL);
+        a3 += rv_load(x + j + 3 * RVL);
     }
-    for (int k = 0; k < LANES; k++) s += acc[k];
+    for (; j + RVL <= n; j += RVL) a0 += rv_load(x + j);
+    real s = rv_total((a0 + a1) + (a2 + a3));
     for (; j < n; j++) s += x[j];
-    real m = s / n;
-    memset(acc, 0, sizeof acc);
-    for (j = 0; j + LANES <= n; j += LANES) {
-#pragma omp simd
-        for (int k = 0; k < LANES; k++) acc[k] += (x[j + k] - m) * (x[j + k] - m);
+    const real m = s / n;
+    const rvec mv = (rvec){0} + m;
+    a0 = a1 = a2 = a3 = (rvec){0};
+    for (j = 0; j + 4 * RVL <= n; j += 4 * RVL) {
+        rvec d0 = rv_load(x + j) - mv, d1 = rv_load(x + j + RVL) - mv,
+             d2 = rv_load(x + j + 2 * RVL) - mv, d3 = rv_load(x + j + 3 * RVL) - mv;
+        a0 += d0 * d0;
+        a1 += d1 * d1;
+        a2 += d2 * d2;
+        a3 += d3 * d3;
     }
-    for (int k = 0; k < LANES; k++) v += acc[k];
+    for (; j + RVL <= n; j += RVL) {
+        rvec d = rv_load(x + j) - mv;
+        a0 += d * d;
+    }
+    real v = rv_total((a0 + a1) + (a2 + a3));
     for (; j < n; j++) v += (x[j] - m) * (x[j] - m);
     *mean = m;
     *rstd = (real)(1.0 / sqrt((double)v / n + eps));
@@ -148,17 +175,18 @@ static inline void ln_backward_row(const real *restrict d, const real *restrict 
                                    const real *restrict gain, int64_t n, real mean, real rstd,
                                    real *restrict out, real *restrict sum_gain,
                                    real *restrict sum_bias) {
-    real acc_a[LANES] = {0}, acc_b[LANES] = {0}, sa = 0, sb = 0;
+    rvec a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+    const rvec mv = (rvec){0} + mean;
     int64_t j = 0;
-    for (; j + LANES <= n; j += LANES) {
-#pragma omp simd
-        for (int k = 0; k < LANES; k++) {
-            real gd = d[j + k] * gain[j + k];
-            acc_a[k] += gd;
-            acc_b[k] += gd * (x[j + k] - mean);
-        }
+    for (; j + 2 * RVL <= n; j += 2 * RVL) {
+        rvec g0 = rv_load(d + j) * rv_load(gain + j),
+             g1 = rv_load(d + j + RVL) * rv_load(gain + j + RVL);
+        a0 += g0;
+        a1 += g1;
+        b0 += g0 * (rv_load(x + j) - mv);
+        b1 += g1 * (rv_load(x + j + RVL) - mv);
     }
-    for (int k = 0; k < LANES; k++) { sa += acc_a[k]; sb += acc_b[k]; }
+    real sa = rv_total(a0 + a1), sb = rv_total(b0 + b1);
     for (; j < n; j++) {
         real gd = d[j] * gain[j];
         sa += gd;
