@@ -9,6 +9,18 @@
  */
 #include "common.h"
 
+/* a[0:2H] += LN(p) + b over r and z; hn = LN(p) + b over n (LN: gain (p - m) s, or p). */
+static inline __attribute__((always_inline)) void recurrent_share(
+    real *restrict a, real *restrict hn, const real *restrict p, const real *restrict gain,
+    const real *restrict bias, real m, real s, int64_t H) {
+#pragma omp simd
+    for (int64_t j = 0; j < 2 * H; j++)
+        a[j] += (gain ? gain[j] * (p[j] - m) * s : p[j]) + (bias ? bias[j] : 0);
+#pragma omp simd
+    for (int64_t j = 2 * H; j < 3 * H; j++)
+        hn[j - 2 * H] = (gain ? gain[j] * (p[j] - m) * s : p[j]) + (bias ? bias[j] : 0);
+}
+
 void gru_forward_step(const run_t *r, int64_t t, const real *prod, int64_t rows) {
     const int64_t B = r->B, H = r->H, G = 3 * H;
     real *a = r->acts + t * B * G;
@@ -31,13 +43,13 @@ void gru_forward_step(const run_t *r, int64_t t, const real *prod, int64_t rows)
             real *kept = r->pre ? r->pre + t * r->st_pre + b * G : NULL;
             if (kept && kept != p) memcpy(kept, p, G * sizeof(real));
         }
-        const real *restrict gain = r->ln_hh;
-#pragma omp simd
-        for (int64_t j = 0; j < 2 * H; j++)  /* r and z: into the input share */
-            ab[j] += (gain ? gain[j] * (p[j] - m) * s : p[j]) + (bias ? bias[j] : 0);
-#pragma omp simd
-        for (int64_t j = 2 * H; j < G; j++)  /* n: kept apart as h_n */
-            hnb[j - 2 * H] = (gain ? gain[j] * (p[j] - m) * s : p[j]) + (bias ? bias[j] : 0);
+        const real *gain = r->ln_hh;
+        /* r and z into the input share, n kept apart as h_n; each case a call of its own,
+         * so that no loop holds a load from a NULL gain or bias */
+        if (gain && bias) recurrent_share(ab, hnb, p, gain, bias, m, s, H);
+        else if (gain) recurrent_share(ab, hnb, p, gain, NULL, m, s, H);
+        else if (bias) recurrent_share(ab, hnb, p, NULL, bias, m, s, H);
+        else recurrent_share(ab, hnb, p, NULL, NULL, m, s, H);
         real *restrict gr = ab, *restrict gz = ab + H, *restrict gn = ab + 2 * H;
         real *restrict hb = h + b * H;
         const real *restrict hpb = hp + b * H;

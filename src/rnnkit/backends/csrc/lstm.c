@@ -93,6 +93,24 @@ void lstm_forward_step(const run_t *r, int64_t t, const real *prod, int64_t rows
     }
 }
 
+/* The gates i, f, g's gradients into db, and dc <- dL/dc_{t-1}, from dcs = dL/d(c'
+ * through the norm) and the carried dc, with the settle weight w (or ws where NULL). */
+static inline __attribute__((always_inline)) void cell_gradients(
+    real *restrict db, real *restrict dc, const real *dcs, const real *restrict gi,
+    const real *restrict gf, const real *restrict gg, const real *restrict cpb,
+    const real *restrict w, real ws, int64_t H) {
+#pragma omp simd
+    for (int64_t j = 0; j < H; j++) {
+        real wc = w ? w[j] : ws;
+        real dcn = dcs[j] + dc[j] * (1 - wc);
+        real i = gi[j], f = gf[j], gv = gg[j];
+        db[j] = dcn * gv * i * (1 - i);
+        db[H + j] = dcn * cpb[j] * f * (1 - f);
+        db[2 * H + j] = dcn * i * (1 - gv * gv);
+        dc[j] = dcn * f + dc[j] * wc;
+    }
+}
+
 void lstm_backward_step(const run_t *r, int64_t t, int64_t first, real *q, int64_t rows) {
     const int64_t B = r->B, H = r->H, G = 4 * H;
     const real *a = r->acts + t * B * G;
@@ -121,30 +139,25 @@ void lstm_backward_step(const run_t *r, int64_t t, int64_t first, real *q, int64
             db[3 * H + j] = g[j] * tv * o * (1 - o);
             dtb[j] = g[j] * o * (1 - tv * tv);
         }
-        /* 4) dL/dc' (through the cell norm), parked in the forget slot */
+        /* 4) dL/dc' through the cell norm, parked in the forget slot; without the norm it
+         * is dtb itself (read in place: a copy's narrow stores stalled the wide loads
+         * that read it back, three quarters of this pass) */
+        const real *dcs = dtb;
         if (r->ln_c_w) {
+            dcs = db + H;
             const real *cnb = (r->cnew ? r->cnew + t * r->st_cn : r->cbuf + t * B * H) + b * H;
             ln_backward_row(dtb, cnb, r->ln_c_w, H, r->cmean[t * r->st_stat + b],
                             r->crstd[t * r->st_stat + b], db + H,
                             r->sum_cw ? r->sum_cw + b * H : NULL,
                             r->sum_cb ? r->sum_cb + b * H : NULL);
-        } else {
-            memcpy(db + H, dtb, H * sizeof(real));
         }
         /* 5) the carried dc's share of c', the gates i, f, g, and dc for step t-1 */
         real ws = 0;
-        const real *restrict w = settle_c ? weight_row(r->wc, r->wc_cols, r->wc_s, t, B, b, &ws)
-                                          : NULL;
-#pragma omp simd
-        for (int64_t j = 0; j < H; j++) {
-            real wc = w ? w[j] : ws;
-            real dcn = db[H + j] + dc[j] * (1 - wc);
-            real i = gi[j], f = gf[j], gv = gg[j];
-            db[j] = dcn * gv * i * (1 - i);
-            db[H + j] = dcn * cpb[j] * f * (1 - f);
-            db[2 * H + j] = dcn * i * (1 - gv * gv);
-            dc[j] = dcn * f + dc[j] * wc;
-        }
+        const real *w = settle_c ? weight_row(r->wc, r->wc_cols, r->wc_s, t, B, b, &ws) : NULL;
+        if (w) /* two calls, so that neither loop holds a load from a NULL w */
+            cell_gradients(db, dc, dcs, gi, gf, gg, cpb, w, ws, H);
+        else
+            cell_gradients(db, dc, dcs, gi, gf, gg, cpb, NULL, ws, H);
         product_gradient(r, t, b, G, db);
         /* 6) the input norm's backward, and the bias's share (db itself) */
         real *restrict sb = r->sum_b ? r->sum_b + b * G : NULL;
