@@ -6,7 +6,8 @@ One ``torch.autograd.Function`` per layer and direction, computing exactly what
 Forward:
 
 1) the input share of the gates for all T steps as one matrix product,
-   :math:`\mathrm{LN}(X W_{ih}^T) + b` (T·B, G), normalised once for all steps;
+   :math:`\mathrm{LN}(X W_{ih}^T) + b` (T·B, G), normalised once for all steps (or,
+   by the LSTM's CPU and Triton kernels, step by step inside the loop);
 2) a time loop doing only what must be sequential: the recurrent product
    :math:`(h \odot m) W_{hh}^T` and the gate arithmetic, in place in preallocated
    buffers, keeping the activations, states and layer-norm statistics backward needs.
