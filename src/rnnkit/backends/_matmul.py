@@ -80,16 +80,6 @@ def linear(x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     return torch.mm(x, w.t()) if bias is None else torch.addmm(bias, x, w.t())
 
 
-def tmm(a: Tensor, b: Tensor) -> Tensor:
-    """``a^T b`` (a weight's gradient, a sum over the rows), a fresh tensor. With oneDNN
-    as the transpose of ``b^T a`` on transposed views, which it reads as they lie: over
-    3200 rows into 1024 x 128 (x 256) it took 4.6 (8.8) ms against 5.1 (9.1) for
-    ``torch.mm``'s BLAS. The result is then a transposed view."""
-    if a.shape[0] >= MIN_ROWS and onednn(a) and b.dtype == a.dtype:
-        return torch.ops.mkldnn._linear_pointwise(b.t(), a.t(), None, "none", [], "").t()
-    return a.t() @ b
-
-
 #: Packing a weight costs about as much as a dozen products with it: below this many
 #: steps (generation steps one token per call) the products go to torch.mm.
 PACK_MIN_STEPS = 16
