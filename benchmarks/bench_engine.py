@@ -140,8 +140,8 @@ def time_all(a, names):
     The variants measured against one anchor (``torch.nn.LSTM``, ``torch.nn.GRU``,
     ``torch.nn.RNN``, directly or through another row) are timed together, one family
     after another: with all seventeen processes alive at once, ``torch.nn.LSTM``'s
-    iterations, which fault 16,000 pages in each, took 120-180 ms instead of 112-121 with
-    its own family's (the same number of faults, each dearer)."""
+    iterations, which fault 16,000 pages in each, took 136-173 ms in four runs against
+    111-122 in most runs of its own family (the same number of faults, each dearer)."""
     spec = variants(a)
     root = {}
     for n in names:
