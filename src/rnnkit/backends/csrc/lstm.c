@@ -16,20 +16,27 @@
  */
 #include "common.h"
 
-/* a = LN_ih(x W_ih^T) + b over one row of G gates, keeping the statistics. */
-static inline void input_norm(const run_t *r, int64_t t, int64_t b, int64_t G, real *restrict a) {
-    const real *restrict x = r->xpre + (t * r->B + b) * G, *restrict gain = r->ln_ih,
-                         *restrict bias = r->bias;
+/* out = gain (x - m) s + bias over a row of n, then tanh where squash, keeping m and
+ * s = rstd in *mean and *rstd (each case a loop of its own: no load from a NULL bias). */
+static inline __attribute__((always_inline)) void norm_row(
+    const real *restrict x, int64_t n, double eps, const real *restrict gain,
+    const real *restrict bias, real *mean, real *rstd, real *restrict out, const int squash) {
     real m, s;
-    ln_stats(x, G, r->eps, &m, &s);
-    r->xmean[t * r->st_stat + b] = m;
-    r->xrstd[t * r->st_stat + b] = s;
+    ln_stats(x, n, eps, &m, &s);
+    *mean = m;
+    *rstd = s;
     if (bias) {
 #pragma omp simd
-        for (int64_t j = 0; j < G; j++) a[j] = gain[j] * (x[j] - m) * s + bias[j];
+        for (int64_t j = 0; j < n; j++) {
+            real v = gain[j] * (x[j] - m) * s + bias[j];
+            out[j] = squash ? tanh_r(v) : v;
+        }
     } else {
 #pragma omp simd
-        for (int64_t j = 0; j < G; j++) a[j] = gain[j] * (x[j] - m) * s;
+        for (int64_t j = 0; j < n; j++) {
+            real v = gain[j] * (x[j] - m) * s;
+            out[j] = squash ? tanh_r(v) : v;
+        }
     }
 }
 
@@ -49,7 +56,9 @@ void lstm_forward_step(const run_t *r, int64_t t, const real *prod, int64_t rows
             continue;
         }
         real *restrict ab = a + b * G;
-        if (r->xpre) input_norm(r, t, b, G, ab);
+        if (r->xpre) /* a = LN_ih(x W_ih^T) + b */
+            norm_row(r->xpre + (t * B + b) * G, G, r->eps, r->ln_ih, r->bias,
+                     r->xmean + t * r->st_stat + b, r->xrstd + t * r->st_stat + b, ab, 0);
         if (prod) add_product(r, t, b, G, ab, prod + b * G);
         real *restrict gi = ab, *restrict gf = ab + H, *restrict gg = ab + 2 * H,
                        *restrict go = ab + 3 * H;
@@ -64,18 +73,8 @@ void lstm_forward_step(const run_t *r, int64_t t, const real *prod, int64_t rows
             cnb[j] = gf[j] * cpb[j] + gi[j] * gg[j];  /* c' = f c + i g */
         }
         if (r->ln_c_w) {
-            const real *restrict gain = r->ln_c_w, *restrict bias = r->ln_c_b;
-            real m, s;
-            ln_stats(cnb, H, r->eps, &m, &s);
-            r->cmean[t * r->st_stat + b] = m;
-            r->crstd[t * r->st_stat + b] = s;
-            if (bias) {
-#pragma omp simd
-                for (int64_t j = 0; j < H; j++) tcb[j] = tanh_r(gain[j] * (cnb[j] - m) * s + bias[j]);
-            } else {
-#pragma omp simd
-                for (int64_t j = 0; j < H; j++) tcb[j] = tanh_r(gain[j] * (cnb[j] - m) * s);
-            }
+            norm_row(cnb, H, r->eps, r->ln_c_w, r->ln_c_b, r->cmean + t * r->st_stat + b,
+                     r->crstd + t * r->st_stat + b, tcb, 1);
         } else {
 #pragma omp simd
             for (int64_t j = 0; j < H; j++) tcb[j] = tanh_r(cnb[j]);
