@@ -358,6 +358,6 @@ static inline void pass_backward(const run_t *r, int64_t t, int64_t b, int first
 #define SETTLE_H(r) ((r)->wh || (r)->wh_s != 0.0)
 /* The threads of a step's pointwise pass (PARALLEL_ROWS). */
 #define ROW_TEAM(r) ((r)->threads > 1 && (r)->B * (r)->H >= PARALLEL_MIN ? (r)->threads : 1)
-#define PARALLEL_ROWS(r) _Pragma("omp parallel for num_threads((r)->threads) if ((r)->threads > 1 && (r)->B * (r)->H >= PARALLEL_MIN)")
+#define PARALLEL_ROWS(r) _Pragma("omp parallel for num_threads(ROW_TEAM(r)) if (ROW_TEAM(r) > 1)")
 
 #endif

@@ -1,6 +1,6 @@
 /* The fused backend's time loops on the CPU, with the recurrent product in C.
  *
- *   forward, step t:   p = (h_{t-1} . m) W_hh^T            (rnnkit_product, product.c)
+ *   forward, step t:   p = (h_{t-1} . m) W_hh^T            (rnnkit_product_fetching, product.c)
  *                      <cell>_forward_step(t, p)            (the pointwise work)
  *   backward, step t:  <cell>_backward_step(t, q)           (dG_t, and dL/dpre_t under LN_hh)
  *                      q = dG_t W_hh                        (dh_{t-1} before the mask)
@@ -11,8 +11,6 @@
  */
 #include "common.h"
 
-void rnnkit_product(const real *A, int64_t lda, int64_t M, int64_t K, const real *packed,
-                    int64_t N, real *C, int64_t ldc, int64_t threads);
 void rnnkit_product_fetching(const real *A, int64_t lda, int64_t M, int64_t K,
                              const real *packed, int64_t N, real *C, int64_t ldc,
                              int64_t threads, const prefetch_t *pf, int cold_c);
