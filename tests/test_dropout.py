@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit.layers.dropout import Dropout, dropout, keep_mask
+from rnnkit.layers.dropout import Dropout, dropout, keep_mask, splitmix_words
 
 
 def test_keep_mask_keeps_with_probability_p_independently():
@@ -22,6 +22,28 @@ def test_keep_mask_keeps_with_probability_p_independently():
     assert torch.equal(keep_mask((401, 33, 5), 0.3, dtype=torch.float32), mask)
     assert torch.all(keep_mask((3, 2), 0.999999, dtype=torch.float64) == 1.0)
     assert torch.all(keep_mask((3, 2), 0.0, dtype=torch.float64) == 0.0)
+
+
+def test_keep_mask_is_splitmix64_from_one_seed_with_or_without_the_kernels(monkeypatch):
+    # SplitMix64's first output from state 0, as published with the generator
+    assert splitmix_words(0, 1).item() == 0xE220A8397B1DCDAF - 2**64
+    shape = (37, 3, 7)  # 777 entries: the last word's first lanes only
+    torch.manual_seed(5)
+    seed = int(torch.empty((), dtype=torch.int64).random_(-2**63, None)) % 2**64
+    lanes = splitmix_words(seed, 195).view(torch.int16)[:777].view(shape)
+    expected = (lanes < round(0.3 * 65536) - 32768).double()
+    for kernels in ("1", "0"):
+        monkeypatch.setenv("RNNKIT_CPU_KERNELS", kernels)
+        for dtype in (torch.float32, torch.float64):
+            torch.manual_seed(5)
+            mask = keep_mask(shape, 0.3, dtype=dtype)
+            assert mask.dtype == dtype and torch.equal(mask.double(), expected)
+    monkeypatch.setenv("RNNKIT_CPU_KERNELS", "1")
+    torch.manual_seed(5)
+    mask = keep_mask((300_001,), 0.3, dtype=torch.float32)  # shared between threads
+    torch.manual_seed(5)
+    monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
+    assert torch.equal(keep_mask((300_001,), 0.3, dtype=torch.float32), mask)
 
 
 def test_zoneout_masks_are_drawn_per_step_with_probability_p():

@@ -181,7 +181,10 @@ def test_lstm_recurrent_products_recomputed_piece_by_piece(steps, launches):
     torch.manual_seed(1)
     x = torch.randn(steps, B, I, requires_grad=True)
     lengths = torch.tensor([steps, 3, steps - 2])
-    _assert_matches(_run(fast, x, lengths), _run(ref, x, lengths), 2e-5)
+    # against the float64 reference: over 16 steps of every extra, float32 rounding alone
+    # takes either implementation ~2-4e-5 of the scale away from it
+    want = _run(ref.double(), x.detach().double().requires_grad_(), lengths)
+    _assert_matches(_run(fast, x, lengths), want, 4e-5)
     assert launches == {"lstm_forward": 2 * steps, "lstm_backward": 2 * steps}
 
 

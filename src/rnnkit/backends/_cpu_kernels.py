@@ -3,8 +3,9 @@
 The per-step pointwise work of the fused loops (``csrc/*.c``: activations, cell update,
 layer norms, zoneout and length settling, and their backward), the time loops
 themselves (``csrc/loop.c``) with the recurrent product of each step
-(``csrc/product.c``), and the softmax cross-entropy of :mod:`rnnkit.losses`
-(``csrc/xent.c``) are plain C compiled by the system's C compiler into
+(``csrc/product.c``), the softmax cross-entropy of :mod:`rnnkit.losses`
+(``csrc/xent.c``) and the random masks of :mod:`rnnkit.layers.dropout` (``csrc/mask.c``)
+are plain C compiled by the system's C compiler into
 ``$RNNKIT_CACHE/kernels/<key>/`` (default ``~/.cache/rnnkit``), once per source,
 compiler and CPU, for float32 and float64. Where no compiler is found or the build
 fails, the fused backend keeps its torch-only loops (the same function, slower) and says
@@ -119,6 +120,7 @@ def library(dtype: torch.dtype) -> Optional[ctypes.CDLL]:
     for name in ("rnnkit_product", "rnnkit_product_rows"):
         _declare(lib, name, (p, i64, i64, i64, p, i64, p, i64, i64))
     _declare(lib, "rnnkit_activation", (p, i64, i64))
+    _declare(lib, "rnnkit_keep_mask", (ctypes.c_uint64, i64, i64, p, i64))
     _declare(lib, "xent_forward", (p, p, i64, i64, i64, p, p, i64))
     _declare(lib, "xent_backward", (p, p, p, p, i64, i64, i64, i64, p, i64))
     if real == "float":
