@@ -410,3 +410,28 @@ def test_rows_past_their_end_keep_numbers_for_a_backward_in_torch(kind):
         for saved in _fused_node(y).saved_tensors:
             if saved is not None and saved.is_floating_point():
                 assert torch.isfinite(saved).all()
+
+
+@needs_kernels
+@pytest.mark.parametrize("kind", KINDS)
+def test_rows_shared_between_threads_equal_the_torch_loops(kind, monkeypatch):
+    """From 2048 state values a step (B H) on, two threads share each step's rows, and the
+    product fetches each one's rows ahead: the same numbers as the torch loops, with every
+    extra and rows ending at different steps."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        kw = dict(OPTIONS["everything"], zoneout=0.2)
+        layer = getattr(rnnkit, kind)(5, 128, dtype=torch.float64, backend="fused", **kw)
+        x = torch.randn(6, 16, 5, dtype=torch.float64, requires_grad=True)
+        lengths = torch.tensor([6, 2, 5, 1] * 4)
+        for lens in (None, lengths):
+            fast = _run(layer, x, lens)
+            monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
+            slow = _run(layer, x, lens)
+            monkeypatch.delenv("RNNKIT_CPU_KERNELS")
+            for a, b in zip(fast, slow):
+                torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    finally:
+        torch.set_num_threads(threads)
