@@ -41,6 +41,10 @@ SIZES = (("batch", 32, "batch size B"), ("steps", 100, "sequence length T"),
 #: Seconds between two processes' turns: the last one's OpenMP threads spin for a few ms
 #: after its step, and would otherwise take the cores from the next (B=8 ran 1.5x slower).
 TURN_PAUSE = 0.05
+#: A turn runs as many iterations as take about this long (one at least), and counts
+#: their mean: a turn's first iteration after another process's pays for the caches
+#: that process emptied, which at B=8 (10-15 ms an iteration) moved a row by ±30%.
+TURN_SECONDS = 0.1
 REGULARISED = dict(layer_norm=True, recurrent_dropout=0.25, zoneout=0.1)
 # What a backend that is missing or half-written raises: its row reads "unavailable".
 UNAVAILABLE = (ImportError, AttributeError, NotImplementedError)
@@ -97,8 +101,9 @@ def variants(a):
         "torch.nn.LSTM": (lambda: nn.LSTM(I, H, L), False, "torch.nn.LSTM", None),
         "torch.nn.GRU": (lambda: nn.GRU(I, H, L), False, "torch.nn.GRU", None),
         "torch.nn.RNN": (lambda: nn.RNN(I, H, L), False, "torch.nn.RNN", None),
-        "torch.nn.LSTM, freed memory kept":
-            (lambda: kept_heap(nn.LSTM(I, H, L)), False, "torch.nn.LSTM", None),
+        **{f"torch.nn.{kind}, freed memory kept":
+           (lambda kind=kind: kept_heap(getattr(nn, kind)(I, H, L)), False, f"torch.nn.{kind}",
+            None) for kind in ("LSTM", "GRU", "RNN")},
         "nn.LSTMCell loop": (lambda: CellLoop(I, H, L), False, "torch.nn.LSTM", None),
         "layer-norm LSTMCell loop": (lambda: CellLoop(I, H, L, True), False, "torch.nn.LSTM", None),
         "rnnkit.LSTM auto": (lstm(), False, "torch.nn.LSTM", 1.05),
@@ -123,8 +128,8 @@ def variants(a):
 def kept_heap(model):
     """``model`` in a process where glibc keeps freed memory, as it does once rnnkit's CPU
     kernels have loaded (``rnnkit.backends._heap``): what part of a fused row's lead over
-    ``torch.nn.LSTM`` is that setting rather than the kernels (each variant runs in a
-    process of its own, so it reaches this row only)."""
+    its ``torch.nn`` anchor is that setting rather than the kernels (each variant runs in
+    a process of its own, so it reaches this row only)."""
     keep_freed_memory()
     return model
 
@@ -173,8 +178,8 @@ def _time_family(a, names):
     Each variant runs in a process of its own (forked before any computation here), so
     that one variant's allocations do not shape another's heap: in one shared process,
     whether glibc can reuse freed memory or has to grow the heap again and fault its
-    pages in depended on which variants ran before. The processes take turns, one
-    iteration at a time, in the rotating order."""
+    pages in depended on which variants ran before. The processes take turns (about
+    :data:`TURN_SECONDS` of iterations each) in the rotating order."""
     ctx = multiprocessing.get_context("fork")
     workers, results = {}, {}
     for n in names:  # built and warmed up one after another, each alone on the machine
@@ -212,7 +217,8 @@ def _receive(conn, name):
 
 def _timing_worker(a, name, conn):
     """One variant: build, warm up (at least once: that is where a backend loads), say
-    "ready" (or why it is unavailable), then time one iteration per request."""
+    "ready" (or why it is unavailable), then at each request time a turn of iterations
+    (:data:`TURN_SECONDS`) and send their mean."""
     try:
         x, lengths = make_data(a)
         builder, uses_lengths = variants(a)[name][:2]
@@ -220,17 +226,21 @@ def _timing_worker(a, name, conn):
         try:
             model = builder().train()
             for _ in range(max(1, a.warmup)):
+                t0 = time.perf_counter()
                 iteration(model, x, lengths)
+                took = time.perf_counter() - t0
         except UNAVAILABLE as e:
             conn.send(unavailable(e))
             return
         conn.send("ready")
+        per_turn = max(1, round(TURN_SECONDS / took))
         while conn.recv():
-            for p in model.parameters():
-                p.grad = None
             t0 = time.perf_counter()
-            iteration(model, x, lengths)
-            conn.send(time.perf_counter() - t0)
+            for _ in range(per_turn):
+                for p in model.parameters():
+                    p.grad = None
+                iteration(model, x, lengths)
+            conn.send((time.perf_counter() - t0) / per_turn)
     except Exception:  # noqa: BLE001 - reported by the parent
         conn.send({"error": traceback.format_exc()})
 

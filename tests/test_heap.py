@@ -1,4 +1,5 @@
-"""Freed heap memory is kept for reuse once the CPU kernels load (glibc only)."""
+"""Freed heap memory is kept for reuse once the CPU kernels load or the native backend
+runs on the CPU (glibc only)."""
 
 import os
 import platform
@@ -53,3 +54,16 @@ def test_the_kernels_set_it_when_they_load():
     if built != "True":
         pytest.skip("no C compiler: the kernels cannot be built here")
     assert (before, after) == ("0", "1")
+
+
+@glibc
+def test_the_native_backend_sets_it_on_the_cpu():
+    code = ("import torch, rnnkit\n"
+            "from rnnkit.backends import _heap\n"
+            "layer = rnnkit.LSTM(3, 4, backend='native')\n"
+            "before = _heap.keep_freed_memory.cache_info().currsize\n"
+            "layer(torch.randn(2, 1, 3))\n"
+            "print(before, _heap.keep_freed_memory.cache_info().currsize)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "1"]

@@ -9,12 +9,12 @@ machine. Whether that happens depended on how earlier allocations had split the 
 the regularised LSTM's training step took 116 ms or 150 ms (26,000 page faults) in the
 same process depending on what ran before it.
 
-:func:`keep_freed_memory`, called when the fused backend's CPU kernels first load,
-sets both thresholds once (``mallopt``): blocks of up to 32 MiB come from the heap, and
-freed memory stays with the process for reuse, as caching allocators (jemalloc,
-tcmalloc, PyTorch's own on the GPU) keep it. The process's resident memory then stays
-near its peak instead of shrinking between steps. ``RNNKIT_KEEP_HEAP=0`` leaves glibc
-as it is; other C libraries are left alone.
+:func:`keep_freed_memory`, called when the fused backend's CPU kernels first load and
+when the native backend first runs on the CPU, sets both thresholds once (``mallopt``):
+blocks of up to 32 MiB come from the heap, and freed memory stays with the process for
+reuse, as caching allocators (jemalloc, tcmalloc, PyTorch's own on the GPU) keep it.
+The process's resident memory then stays near its peak instead of shrinking between
+steps. ``RNNKIT_KEEP_HEAP=0`` leaves glibc as it is; other C libraries are left alone.
 """
 
 from __future__ import annotations
