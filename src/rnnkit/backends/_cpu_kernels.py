@@ -154,17 +154,17 @@ def _build(cc: str, flags: list[str], sources: list[Path], target: Path) -> None
 @lru_cache(maxsize=None)
 def struct_for(fields: tuple[str, ...], ints: tuple[str, ...], floats: tuple[str, ...],
                dtype: torch.dtype):
-    """A ctypes Structure: pointers named ``fields``, then int64 ``ints``, then doubles."""
-    pointer = ctypes.POINTER(_REALS[dtype][1])
-    layout = ([(f, pointer) for f in fields] + [(i, ctypes.c_int64) for i in ints]
+    """A ctypes Structure: pointers named ``fields`` (untyped: the C side gives them
+    ``dtype``'s type), then int64 ``ints``, then doubles."""
+    layout = ([(f, ctypes.c_void_p) for f in fields] + [(i, ctypes.c_int64) for i in ints]
               + [(d, ctypes.c_double) for d in floats])
     return type(f"run_{_REALS[dtype][0]}", (ctypes.Structure,), {"_fields_": layout})
 
 
-def pointer(t: Optional[torch.Tensor], ctype) -> ctypes.c_void_p:
-    """A raw pointer to a contiguous tensor's data (NULL for None)."""
+def address(t: Optional[torch.Tensor]) -> Optional[int]:
+    """A contiguous tensor's data address (None, NULL to C, for None)."""
     if t is None:
-        return ctypes.cast(None, ctype)
+        return None
     if not t.is_contiguous():  # the kernels index raw memory row by row
         raise RuntimeError(f"a CPU kernel argument of shape {tuple(t.shape)} is not contiguous")
-    return ctypes.cast(t.data_ptr(), ctype)
+    return t.data_ptr()

@@ -71,12 +71,11 @@ def run(r, H: int, **tensors):
     """The kernels' view of one run: (forward loop, backward loop, the run structure)."""
     lib = kernels.library(r.acts.dtype)
     cls = kernels.struct_for(_POINTERS, _INTS, _FLOATS, r.acts.dtype)
-    ptr_type = dict(cls._fields_)["acts"]
     T, B, G = r.acts.shape
     tensors.setdefault("st_d", B * G)  # a δG for every step, unless the caller says not
     tensors["wh"], wh_cols, wh_s = _settle(r.settle_h)
     tensors["wc"], wc_cols, wc_s = _settle(getattr(r, "settle_c", None))
-    values = {k: kernels.pointer(tensors.get(k), ptr_type) for k in _POINTERS}
+    values = {k: kernels.address(tensors.get(k)) for k in _POINTERS}
     ints = {k: tensors.get(k, 0) for k in ("st_cn", "st_tc", "st_pre", "st_stat", "st_dtc", "st_d")}
     s = cls(**values, **ints, T=T, B=B, H=H, wh_cols=wh_cols, wc_cols=wc_cols,
             threads=torch.get_num_threads(), relu=int(r.mode == "RNN_RELU"),
