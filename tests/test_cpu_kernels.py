@@ -415,9 +415,9 @@ def test_rows_past_their_end_keep_numbers_for_a_backward_in_torch(kind):
 @needs_kernels
 @pytest.mark.parametrize("kind", KINDS)
 def test_rows_shared_between_threads_equal_the_torch_loops(kind, monkeypatch):
-    """From 2048 state values a step (B H) on, two threads share each step's rows, and the
-    product fetches each one's rows ahead: the same numbers as the torch loops, with every
-    extra and rows ending at different steps."""
+    """From 2048 state values a step (B H) on (1024 under the layer norm), two threads
+    share each step's rows, and the product fetches each one's rows ahead: the same
+    numbers as the torch loops, with every extra and rows ending at different steps."""
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -3,7 +3,7 @@
 Runs the whole stack in one call. Only the options ``torch.nn`` has are possible here;
 variable lengths go through a PackedSequence, as ``torch.nn`` requires. On the CPU glibc
 is told to keep freed memory (:mod:`rnnkit.backends._heap`), as for the fused backend:
-at B=8, H=128 ``torch.nn.LSTM``'s training step took 0.65-0.74 of its time so, since
+at B=8, H=128 ``torch.nn.LSTM``'s training step took 0.58-0.74 of its time so, since
 oneDNN's workspace is otherwise given back to the system and faulted in again at every
 call.
 """
