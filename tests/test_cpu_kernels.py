@@ -53,7 +53,12 @@ def _pair(kind, option, dtype, train, backend="fused"):
 def test_kernel_equals_torch_loops_in_float64(kind, option, train, monkeypatch):
     _, layer = _pair(kind, option, torch.float64, train)
     x = torch.randn(7, 4, 6, dtype=torch.float64, requires_grad=True)
-    lengths = torch.tensor([7, 2, 5, 1])
+    _assert_kernels_equal_torch_loops(layer, x, torch.tensor([7, 2, 5, 1]), monkeypatch)
+
+
+def _assert_kernels_equal_torch_loops(layer, x, lengths, monkeypatch):
+    """Outputs, states and gradients with the kernels and with the torch loops, without
+    and with ``lengths``: equal in float64."""
     for lens in (None, lengths):
         fast = _run(layer, x, lens)
         monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
@@ -425,13 +430,6 @@ def test_rows_shared_between_threads_equal_the_torch_loops(kind, monkeypatch):
         kw = dict(OPTIONS["everything"], zoneout=0.2)
         layer = getattr(rnnkit, kind)(5, 128, dtype=torch.float64, backend="fused", **kw)
         x = torch.randn(6, 16, 5, dtype=torch.float64, requires_grad=True)
-        lengths = torch.tensor([6, 2, 5, 1] * 4)
-        for lens in (None, lengths):
-            fast = _run(layer, x, lens)
-            monkeypatch.setenv("RNNKIT_CPU_KERNELS", "0")
-            slow = _run(layer, x, lens)
-            monkeypatch.delenv("RNNKIT_CPU_KERNELS")
-            for a, b in zip(fast, slow):
-                torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        _assert_kernels_equal_torch_loops(layer, x, torch.tensor([6, 2, 5, 1] * 4), monkeypatch)
     finally:
         torch.set_num_threads(threads)

@@ -41,16 +41,21 @@ def test_memory_freed_by_one_step_is_reused_by_the_next_without_faulting_it_in()
     assert _probe({"RNNKIT_KEEP_HEAP": "0"})[0] == "False"
 
 
-@glibc
-def test_the_kernels_set_it_when_they_load():
-    code = ("import torch\n"
+def _set_by(action: str) -> list[str]:
+    """In a fresh process: what ``action`` printed, then whether the setting had been
+    made before it ran and whether after (the calls cached: 0 or 1)."""
+    code = ("import torch, rnnkit\n"
             "from rnnkit.backends import _cpu_kernels, _heap\n"
-            "before = _heap.keep_freed_memory.cache_info().currsize\n"
-            "built = _cpu_kernels.library(torch.float32) is not None\n"
-            "print(before, built, _heap.keep_freed_memory.cache_info().currsize)")
+            "made = lambda: _heap.keep_freed_memory.cache_info().currsize\n"
+            f"before = made()\n{action}\nprint(before, made())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    before, built, after = r.stdout.split()
+    return r.stdout.split()
+
+
+@glibc
+def test_the_kernels_set_it_when_they_load():
+    built, before, after = _set_by("print(_cpu_kernels.library(torch.float32) is not None)")
     if built != "True":
         pytest.skip("no C compiler: the kernels cannot be built here")
     assert (before, after) == ("0", "1")
@@ -58,12 +63,4 @@ def test_the_kernels_set_it_when_they_load():
 
 @glibc
 def test_the_native_backend_sets_it_on_the_cpu():
-    code = ("import torch, rnnkit\n"
-            "from rnnkit.backends import _heap\n"
-            "layer = rnnkit.LSTM(3, 4, backend='native')\n"
-            "before = _heap.keep_freed_memory.cache_info().currsize\n"
-            "layer(torch.randn(2, 1, 3))\n"
-            "print(before, _heap.keep_freed_memory.cache_info().currsize)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["0", "1"]
+    assert _set_by("rnnkit.LSTM(3, 4, backend='native')(torch.randn(2, 1, 3))") == ["0", "1"]
