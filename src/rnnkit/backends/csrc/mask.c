@@ -4,11 +4,12 @@
  * (Steele, Lea & Flood 2014: mix(seed + (w + 1) * gamma), with Stafford's "Mix13"
  * finaliser), and is cut into four 16-bit lanes, entries 4w to 4w + 3, as the word lies
  * in memory. An entry is 1 where its lane, read as a signed 16-bit number, is below
- * `threshold` (-32768 keeps nothing, 32768 everything). The words depend on the counter
- * alone, so the loops vectorise and threads need not meet; the torch expression in
- * dropout.py gives the same bits where the kernels are not built. torch's own generator
- * took ~7 ns a 64-bit draw here; this writes a mask at ~0.1-0.3 ns an entry, bound by
- * the writes: 0.13 ms for a (100, 32, 256) zoneout mask, 0.03 ms for (100, 8, 128).
+ * `threshold`, from -32768 (nothing kept) to 32767 (all but one lane value in 65536; the
+ * caller fills a mask of p = 1 itself). The words depend on the counter alone, so the
+ * loops vectorise and threads need not meet; the torch expression in dropout.py gives
+ * the same bits where the kernels are not built. torch's own generator took ~7 ns a
+ * 64-bit draw here; this writes a mask at ~0.1-0.3 ns an entry, bound by the writes:
+ * 0.13 ms for a (100, 32, 256) zoneout mask, 0.03 ms for (100, 8, 128).
  */
 #include "common.h"
 
@@ -32,8 +33,7 @@ static inline uint64_t mix(uint64_t z) {
 void rnnkit_keep_mask(uint64_t seed, int64_t count, int64_t threshold, real *out,
                       int64_t threads) {
     const int64_t words = (count + 3) / 4, chunks = (words + CHUNK - 1) / CHUNK;
-    const int all = threshold > 32767; /* every lane is below: keep everything */
-    const int16_t t = (int16_t)(threshold < -32768 ? -32768 : all ? 32767 : threshold);
+    const int16_t t = (int16_t)threshold;
     (void)threads;
 #pragma omp parallel for num_threads(threads) if (threads > 1 && chunks > 64)
     for (int64_t c = 0; c < chunks; c++) {
@@ -46,6 +46,6 @@ void rnnkit_keep_mask(uint64_t seed, int64_t count, int64_t threshold, real *out
         real *o = out + 4 * w0;
         const int64_t m = count - 4 * w0 < 4 * n ? count - 4 * w0 : 4 * n;
 #pragma omp simd
-        for (int64_t i = 0; i < m; i++) o[i] = (real)(all | (lanes[i] < t));
+        for (int64_t i = 0; i < m; i++) o[i] = (real)(lanes[i] < t);
     }
 }
